@@ -1,0 +1,110 @@
+"""`nwt <stage>`: each workflow stage as a command that works on files, without Snakemake.
+
+    nwt train --run config/run.yaml --out results/runs/base/trajectory.h5
+    nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
+    nwt schedule results/runs/base/geometry.parquet results/runs/base/trajectory.h5 \
+        --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
+    nwt figures --geometry results/runs/base/geometry.parquet \
+        --schedule results/runs/base/schedule.csv --out-dir results/figures/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def cmd_train(args) -> None:
+    from .config import load_run_config
+    from .train import train
+
+    _set_threads(args.threads)
+    run_name = args.run_name or Path(args.out).parent.name
+    train(load_run_config(args.run), args.out, device=args.device, run_name=run_name)
+
+
+def cmd_measure(args) -> None:
+    from .geometry import measure
+
+    _set_threads(args.threads)
+    measure(
+        args.trajectory, args.out, run_name=args.run_name or Path(args.trajectory).parent.name,
+        samples=args.samples, full_batch=args.full_batch, random_labels=args.random_labels,
+        device=args.device,
+    )  # fmt: skip
+
+
+def cmd_schedule(args) -> None:
+    from .schedule import derive_schedule
+
+    derive_schedule(args.geometry, args.trajectory, args.csv, args.json, smooth=args.smooth)
+
+
+def cmd_figures(args) -> None:
+    from .figures import draw_run_figures
+
+    draw_run_figures(args.geometry, args.schedule, args.out_dir, fmt=args.format)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="nwt", description=__doc__.split("\n")[0])
+    stages = top.add_subparsers(dest="stage", required=True)
+    devices = ["auto", "cpu", "cuda"]
+
+    train = stages.add_parser("train", help="train one run and record its trajectory (HDF5)")
+    train.add_argument("--run", required=True,
+                       help="the run config: inline JSON, or a YAML/JSON file with every run key")  # fmt: skip
+    train.add_argument("--out", required=True, help="trajectory.h5 to write")
+    train.add_argument("--run-name", help="default: the name of the output's directory")
+    train.add_argument("--device", default="auto", choices=devices)
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.set_defaults(func=cmd_train)
+
+    measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
+    measure.add_argument("trajectory")
+    measure.add_argument("--out", required=True, help="geometry.parquet to write")
+    measure.add_argument("--run-name", help="default: the name of the trajectory's directory")
+    measure.add_argument("--samples", type=int, default=8, help="fresh minibatches per checkpoint")
+    measure.add_argument("--full-batch", action=argparse.BooleanOptionalAction, default=True)
+    measure.add_argument("--random-labels", action=argparse.BooleanOptionalAction, default=True)
+    measure.add_argument("--device", default="auto", choices=devices)
+    measure.add_argument("--threads", type=int, help="torch CPU threads")
+    measure.set_defaults(func=cmd_measure)
+
+    schedule = stages.add_parser("schedule", help="the locally optimal step size eta* per checkpoint")
+    schedule.add_argument("geometry")
+    schedule.add_argument("trajectory", help="for the learning rate used")
+    schedule.add_argument("--csv", required=True)
+    schedule.add_argument("--json", required=True)
+    schedule.add_argument("--smooth", type=int, default=9, help="running-median window (checkpoints)")
+    schedule.set_defaults(func=cmd_schedule)
+
+    figures = stages.add_parser("figures", help="the figures of one run")
+    figures.add_argument("--geometry", required=True)
+    figures.add_argument("--schedule", required=True, help="schedule.csv")
+    figures.add_argument("--out-dir", required=True)
+    figures.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+    figures.set_defaults(func=cmd_figures)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .trajectory import TrajectoryError
+
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, TrajectoryError, FileNotFoundError) as error:  # bad input: no traceback
+        sys.exit(f"nwt {args.stage}: error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Workflow config: validation against the JSON schema (filling defaults) and expansion into runs.
+
+Pure Python on purpose (no torch import): the Snakefile imports it on every invocation.
+
+    >>> cfg = validate_config({"ablations": {"seed": [1]}}, "workflow/schemas/config.schema.yaml")
+    >>> sorted(expand_runs(cfg))
+    ['base', 'seed=1']
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+
+class ConfigError(ValueError):
+    """A config value that the workflow cannot use; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    """The jsonschema recipe that fills in `default` values while validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(Draft202012Validator)
+
+
+def _key_path(error) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
+    errors = sorted(
+        _DefaultingValidator(schema).iter_errors(instance), key=lambda e: list(e.path)
+    )
+    if errors:
+        lines = [f"  {prefix}{_key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError(f"invalid {what}:\n" + "\n".join(lines))
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    with open(schema_path) as handle:
+        return yaml.safe_load(handle)
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Return a validated copy of `config` with every default filled in.
+
+    Raises ConfigError naming each offending key, e.g. ``base.lr: 'fast' is not of type 'number'``.
+    Ablation values are checked against the schema of the `base` key they replace.
+    """
+    schema = load_schema(schema_path)
+    config = copy.deepcopy(dict(config))
+    _check(config, schema, "config")
+    base_schema = schema["properties"]["base"]
+    for factor, values in config["ablations"].items():
+        if factor not in base_schema["properties"]:
+            known = ", ".join(base_schema["properties"])
+            raise ConfigError(
+                f"invalid config:\n  ablations.{factor}: not a run setting (one of: {known})"
+            )
+        for index, value in enumerate(values):
+            run = {**copy.deepcopy(config["base"]), factor: value}
+            # Errors name the ablation entry, not the base key it overrides.
+            errors = list(_DefaultingValidator(base_schema).iter_errors(run))
+            if errors:
+                raise ConfigError(
+                    f"invalid config:\n  ablations.{factor}[{index}]: {errors[0].message}"
+                )
+    return config
+
+
+def format_value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def expand_runs(config: dict) -> dict[str, dict]:
+    """Run name -> run config: `base`, then one run per ablation value that differs from base."""
+    runs = {"base": config["base"]}
+    for factor, values in config["ablations"].items():
+        for value in values:
+            if value == config["base"][factor]:
+                continue  # that level of the factor is the base run itself
+            runs[f"{factor}={format_value(value)}"] = {**config["base"], factor: value}
+    return runs
+
+
+def load_run_config(text_or_path: str) -> dict:
+    """A run config given inline as JSON (as the workflow passes it) or as a YAML/JSON file."""
+    if text_or_path.lstrip().startswith("{"):
+        return json.loads(text_or_path)
+    path = Path(text_or_path)
+    if not path.is_file():
+        raise ConfigError(f"run config {path}: no such file (or pass inline JSON)")
+    with open(path) as handle:
+        return yaml.safe_load(handle)

@@ -1,0 +1,147 @@
+"""The measure stage: RSI, EB and gamma of sampled gradients against w* = w_T, per checkpoint.
+
+    nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
+
+For each checkpoint but the last, one forward and backward pass per minibatch; every dot product
+and norm accumulates in float64 on the device, and the rows of a checkpoint reach the host in one
+transfer. The next checkpoint's weights are read from disk while the current one is measured.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .data import RANDOM_LABELS, SAMPLED, load_task, seeded_generator
+from .files import written
+from .models import build_model, resolve_device
+from .trajectory import TrajectoryReader, load_flat
+
+COLUMNS = [
+    "run", "step", "epoch", "progress", "source", "sample", "loss", "dist", "grad_norm", "dot",
+    "rsi", "eb", "gamma", "z", "grad_norm_wd", "dot_wd", "rsi_wd", "eb_wd", "gamma_wd",
+]  # fmt: skip
+# The full-batch gradient is summed over chunks of this many examples, to bound memory.
+FULL_BATCH_CHUNK = 4096
+
+
+class GradientProbe:
+    """Gradients of the task loss at the model's current weights, flattened in parameter order."""
+
+    def __init__(self, model: torch.nn.Module, task):
+        self.model, self.task = model, task
+        self.params = list(model.parameters())
+
+    def gradient(self, chunks) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and its gradient over (inputs, labels, weight) chunks; weights sum to 1."""
+        for param in self.params:
+            param.grad = None
+        total_loss = 0.0
+        for inputs, labels, weight in chunks:
+            loss = self.task.loss(self.model(inputs), labels) * weight
+            loss.backward()
+            total_loss = total_loss + loss.detach()
+        return total_loss, torch.cat([p.grad.reshape(-1) for p in self.params])
+
+    def minibatch(self, indices: torch.Tensor, labels: torch.Tensor | None = None):
+        inputs = self.task.train_x[indices]
+        return self.gradient([(inputs, self.task.train_y[indices] if labels is None else labels, 1.0)])
+
+    def full_batch(self):
+        size = len(self.task.train_y)
+        return self.gradient(
+            (self.task.train_x[start : start + FULL_BATCH_CHUNK],
+             self.task.train_y[start : start + FULL_BATCH_CHUNK],
+             min(FULL_BATCH_CHUNK, size - start) / size)
+            for start in range(0, size, FULL_BATCH_CHUNK)
+        )  # fmt: skip
+
+
+def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
+    """[grad_norm^2, <G, w - w*>, and the same two for G + weight_decay * w], in float64."""
+    grad64 = grad.double()
+    stats = [grad64 @ grad64, grad64 @ to_final64]
+    if weight_decay:
+        grad_wd = grad64 + weight_decay * weights64
+        stats += [grad_wd @ grad_wd, grad_wd @ to_final64]
+    else:
+        stats += [torch.full_like(stats[0], math.nan)] * 2
+    return torch.stack(stats)
+
+
+def derived_columns(table: pd.DataFrame, param_count: int) -> pd.DataFrame:
+    """RSI, EB, gamma and z from the accumulated dot products and norms (DESIGN section 1)."""
+    for suffix in ("", "_wd"):
+        grad_norm, dot = table[f"grad_norm{suffix}"], table[f"dot{suffix}"]
+        table[f"rsi{suffix}"] = dot / table["dist"] ** 2
+        table[f"eb{suffix}"] = grad_norm / table["dist"]
+        table[f"gamma{suffix}"] = dot / (grad_norm * table["dist"])
+    table["z"] = table["gamma"] * math.sqrt(param_count)
+    return table
+
+
+def measure(trajectory: str, out: str, run_name: str, samples: int, full_batch: bool,
+            random_labels: bool, device: str = "auto") -> pd.DataFrame:  # fmt: skip
+    device = resolve_device(device)
+    with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
+        run = traj.config
+        task = load_task(run["task"]).to(device)
+        model = build_model(run, task.input_shape, task.num_classes).to(device).train()
+        probe = GradientProbe(model, task)
+        final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        epochs = traj.steps("epoch")
+        train_size, total_steps = len(task.train_y), traj.total_steps
+
+        def read(index: int):
+            step = traj.checkpoint_steps[index]
+            return step, traj.weights(index), traj.buffers(index), traj.batch_indices(step)
+
+        measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
+        pending = reader.submit(read, 0) if len(measured) else None
+        blocks = []
+        for index in tqdm(measured, desc=f"measure {run_name}", disable=None):
+            step, weights, buffers, batch = pending.result()
+            if index + 1 < len(measured):
+                pending = reader.submit(read, index + 1)
+            load_flat(model, weights, buffers)
+            weights64 = torch.from_numpy(weights).to(device).double()
+            to_final64 = weights64 - final64
+            batch = torch.from_numpy(batch).to(device)
+
+            gradients = {("train_batch", 0): probe.minibatch(batch)}
+            sampler = seeded_generator(run["seed"], SAMPLED, step)
+            for sample in range(samples):
+                indices = torch.randperm(train_size, generator=sampler)[: len(batch)]
+                gradients["sampled", sample] = probe.minibatch(indices.to(device))
+            if full_batch:
+                gradients["full_batch", 0] = probe.full_batch()
+            if random_labels:
+                shuffle = torch.randperm(len(batch), generator=seeded_generator(run["seed"], RANDOM_LABELS, step))
+                gradients["random_labels", 0] = probe.minibatch(batch, task.train_y[batch][shuffle.to(device)])
+
+            values = torch.stack([
+                torch.cat([loss.double().reshape(1), (to_final64 @ to_final64).reshape(1),
+                           gradient_stats(grad, weights64, to_final64, run["weight_decay"])])
+                for loss, grad in gradients.values()
+            ]).cpu().numpy()  # fmt: skip  # the one host sync of this checkpoint
+            block = pd.DataFrame(values, columns=["loss", "dist", "grad_norm", "dot", "grad_norm_wd", "dot_wd"])
+            block.insert(0, "source", [source for source, _ in gradients])
+            block.insert(1, "sample", [sample for _, sample in gradients])
+            block.insert(0, "step", step)
+            blocks.append(block)
+
+    table = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=COLUMNS)
+    for column in ("dist", "grad_norm", "grad_norm_wd"):
+        table[column] = np.sqrt(table[column])
+    table["run"] = run_name
+    table["epoch"] = epochs[table["step"]] if len(table) else []
+    table["progress"] = table["step"] / total_steps
+    table = derived_columns(table, traj.param_count)[COLUMNS]
+    with written(out) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table

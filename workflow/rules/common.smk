@@ -1,0 +1,35 @@
+import json
+import re
+from pathlib import Path
+
+from nowrongturns.config import ConfigError, expand_runs, validate_config
+
+SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
+try:
+    validated = validate_config(config, SCHEMA)
+except ConfigError as error:
+    raise WorkflowError(f"{error}\n(schema: {SCHEMA.resolve()})") from None
+config.clear()
+config.update(validated)
+
+RUNS = expand_runs(config)
+RUN_TABLES = ["trajectory.h5", "geometry.parquet", "schedule.csv", "schedule.json"]
+RUN_FIGURES = [f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")]
+
+
+wildcard_constraints:
+    run="|".join(re.escape(name) for name in RUNS),
+
+
+def results_path(relative):
+    """A path under the results directory (`results` by default, `--config results=DIR`)."""
+    return str(Path(config["results"]) / relative)
+
+
+def run_config_json(wildcards):
+    """Every training setting of one run: the train rule's only params, so any change retrains."""
+    return json.dumps(RUNS[wildcards.run], sort_keys=True)
+
+
+def stage_resources(stage, key):
+    return config["resources"][stage][key]

@@ -1,0 +1,16 @@
+rule train:
+    output:
+        results_path("runs/{run}/trajectory.h5"),
+    params:
+        run=run_config_json,
+        device=config["train"]["device"],
+    log:
+        results_path("logs/train/{run}.log"),
+    benchmark:
+        results_path("benchmarks/train/{run}.tsv")
+    threads: stage_resources("train", "threads")
+    resources:
+        mem_mb=stage_resources("train", "mem_mb"),
+    shell:
+        "nwt train --run {params.run:q} --out {output:q} --run-name {wildcards.run:q}"
+        " --device {params.device} --threads {threads} > {log:q} 2>&1"
