@@ -36,10 +36,14 @@ def cmd_measure(args) -> None:
 
     _set_threads(args.threads)
     measure(
-        args.trajectory, args.out, run_name=args.run_name or Path(args.trajectory).parent.name,
-        samples=args.samples, full_batch=args.full_batch, random_labels=args.random_labels,
+        args.trajectory,
+        args.out,
+        run_name=args.run_name or Path(args.trajectory).parent.name,
+        samples=args.samples,
+        full_batch=args.full_batch,
+        random_labels=args.random_labels,
         device=args.device,
-    )  # fmt: skip
+    )
 
 
 def cmd_schedule(args) -> None:
@@ -60,8 +64,11 @@ def parser() -> argparse.ArgumentParser:
     devices = ["auto", "cpu", "cuda"]
 
     train = stages.add_parser("train", help="train one run and record its trajectory (HDF5)")
-    train.add_argument("--run", required=True,
-                       help="the run config: inline JSON, or a YAML/JSON file with every run key")  # fmt: skip
+    train.add_argument(
+        "--run",
+        required=True,
+        help="the run config: inline JSON, or a YAML/JSON file with every run key",
+    )
     train.add_argument("--out", required=True, help="trajectory.h5 to write")
     train.add_argument("--run-name", help="default: the name of the output's directory")
     train.add_argument("--device", default="auto", choices=devices)
@@ -79,12 +86,16 @@ def parser() -> argparse.ArgumentParser:
     measure.add_argument("--threads", type=int, help="torch CPU threads")
     measure.set_defaults(func=cmd_measure)
 
-    schedule = stages.add_parser("schedule", help="the locally optimal step size eta* per checkpoint")
+    schedule = stages.add_parser(
+        "schedule", help="the locally optimal step size eta* per checkpoint"
+    )
     schedule.add_argument("geometry")
     schedule.add_argument("trajectory", help="for the learning rate used")
     schedule.add_argument("--csv", required=True)
     schedule.add_argument("--json", required=True)
-    schedule.add_argument("--smooth", type=int, default=9, help="running-median window (checkpoints)")
+    schedule.add_argument(
+        "--smooth", type=int, default=9, help="running-median window (checkpoints)"
+    )
     schedule.set_defaults(func=cmd_schedule)
 
     figures = stages.add_parser("figures", help="the figures of one run")

@@ -44,9 +44,7 @@ def _key_path(error) -> str:
 
 
 def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
-    errors = sorted(
-        _DefaultingValidator(schema).iter_errors(instance), key=lambda e: list(e.path)
-    )
+    errors = sorted(_DefaultingValidator(schema).iter_errors(instance), key=lambda e: list(e.path))
     if errors:
         lines = [f"  {prefix}{_key_path(e)}: {e.message}" for e in errors]
         raise ConfigError(f"invalid {what}:\n" + "\n".join(lines))

@@ -55,7 +55,7 @@ def _tensor(array: np.ndarray, dtype) -> torch.Tensor:
 
 
 def load_digits() -> Task:
-    """scikit-learn's bundled 8x8 digits (1797 images), pixels scaled to [0, 1], shape [N, 1, 8, 8]."""
+    """scikit-learn's bundled 8x8 digits (1797 images), pixels in [0, 1], shape [N, 1, 8, 8]."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     digits = sklearn_digits()

@@ -47,8 +47,13 @@ def geometry_figure(table: pd.DataFrame, run: str) -> plt.Figure:
         for source in ("full_batch", "random_labels") if column == "gamma" else ("full_batch",):
             rows = table[table["source"] == source]
             style = SOURCE_STYLE[source]
-            ax.plot(rows["progress"], rows[column], color=style["color"], label=style["label"],
-                    ls="--" if source == "full_batch" else ":")  # fmt: skip
+            ax.plot(
+                rows["progress"],
+                rows[column],
+                color=style["color"],
+                label=style["label"],
+                ls="--" if source == "full_batch" else ":",
+            )
         rows = table[table["source"] == "train_batch"]
         style = SOURCE_STYLE["train_batch"]
         ax.scatter(rows["progress"], rows[column], s=6, color=style["color"], label=style["label"])
@@ -70,10 +75,28 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     _style()
     fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
     positive = schedule[schedule["eta_star"] > 0]
-    ax.scatter(positive["progress"], positive["eta_star"], s=8, color="C0", alpha=0.6,
-               label=r"$\eta^*_t$ = RSI / EB$^2$ (median over sampled minibatches)")  # fmt: skip
-    ax.plot(schedule["progress"], schedule["eta_star_smooth"], color="C0", lw=2, label=r"$\eta^*_t$ smoothed")
-    ax.plot(schedule["progress"], schedule["lr_used"], color="k", ls="--", label=r"learning rate used $\eta_t$")
+    ax.scatter(
+        positive["progress"],
+        positive["eta_star"],
+        s=8,
+        color="C0",
+        alpha=0.6,
+        label=r"$\eta^*_t$ = RSI / EB$^2$ (median over sampled minibatches)",
+    )
+    ax.plot(
+        schedule["progress"],
+        schedule["eta_star_smooth"],
+        color="C0",
+        lw=2,
+        label=r"$\eta^*_t$ smoothed",
+    )
+    ax.plot(
+        schedule["progress"],
+        schedule["lr_used"],
+        color="k",
+        ls="--",
+        label=r"learning rate used $\eta_t$",
+    )
     ax.set_yscale("log")
     ax.set_xlabel("training progress $t/T$")
     ax.set_ylabel("step size")

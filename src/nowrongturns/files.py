@@ -11,8 +11,8 @@ from pathlib import Path
 def written(path: str | Path):
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-        with written("geometry.parquet") as tmp:
-            table.to_parquet(tmp)
+    with written("geometry.parquet") as tmp:
+        table.to_parquet(tmp)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

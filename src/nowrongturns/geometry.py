@@ -23,9 +23,28 @@ from .models import build_model, resolve_device
 from .trajectory import TrajectoryReader, load_flat
 
 COLUMNS = [
-    "run", "step", "epoch", "progress", "source", "sample", "loss", "dist", "grad_norm", "dot",
-    "rsi", "eb", "gamma", "z", "grad_norm_wd", "dot_wd", "rsi_wd", "eb_wd", "gamma_wd",
-]  # fmt: skip
+    "run",
+    "step",
+    "epoch",
+    "progress",
+    "source",
+    "sample",
+    "loss",
+    "dist",
+    "grad_norm",
+    "dot",
+    "rsi",
+    "eb",
+    "gamma",
+    "z",
+    "grad_norm_wd",
+    "dot_wd",
+    "rsi_wd",
+    "eb_wd",
+    "gamma_wd",
+]
+# What accumulates on the device per gradient: squares of norms, and dot products.
+ACCUMULATED = ["loss", "dist", "grad_norm", "dot", "grad_norm_wd", "dot_wd"]
 # The full-batch gradient is summed over chunks of this many examples, to bound memory.
 FULL_BATCH_CHUNK = 4096
 
@@ -50,16 +69,20 @@ class GradientProbe:
 
     def minibatch(self, indices: torch.Tensor, labels: torch.Tensor | None = None):
         inputs = self.task.train_x[indices]
-        return self.gradient([(inputs, self.task.train_y[indices] if labels is None else labels, 1.0)])
+        return self.gradient(
+            [(inputs, self.task.train_y[indices] if labels is None else labels, 1.0)]
+        )
 
     def full_batch(self):
         size = len(self.task.train_y)
         return self.gradient(
-            (self.task.train_x[start : start + FULL_BATCH_CHUNK],
-             self.task.train_y[start : start + FULL_BATCH_CHUNK],
-             min(FULL_BATCH_CHUNK, size - start) / size)
+            (
+                self.task.train_x[start : start + FULL_BATCH_CHUNK],
+                self.task.train_y[start : start + FULL_BATCH_CHUNK],
+                min(FULL_BATCH_CHUNK, size - start) / size,
+            )
             for start in range(0, size, FULL_BATCH_CHUNK)
-        )  # fmt: skip
+        )
 
 
 def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
@@ -85,8 +108,42 @@ def derived_columns(table: pd.DataFrame, param_count: int) -> pd.DataFrame:
     return table
 
 
-def measure(trajectory: str, out: str, run_name: str, samples: int, full_batch: bool,
-            random_labels: bool, device: str = "auto") -> pd.DataFrame:  # fmt: skip
+def gradients_at(
+    probe: GradientProbe,
+    batch,
+    step: int,
+    seed: int,
+    samples: int,
+    full_batch: bool,
+    random_labels: bool,
+):
+    """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time."""
+    device = batch.device
+    yield "train_batch", 0, probe.minibatch(batch)
+    sampler = seeded_generator(seed, SAMPLED, step)
+    for sample in range(samples):
+        indices = torch.randperm(len(probe.task.train_y), generator=sampler)[: len(batch)]
+        yield "sampled", sample, probe.minibatch(indices.to(device))
+    if full_batch:
+        yield "full_batch", 0, probe.full_batch()
+    if random_labels:
+        shuffle = torch.randperm(len(batch), generator=seeded_generator(seed, RANDOM_LABELS, step))
+        yield (
+            "random_labels",
+            0,
+            probe.minibatch(batch, probe.task.train_y[batch][shuffle.to(device)]),
+        )
+
+
+def measure(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    samples: int,
+    full_batch: bool,
+    random_labels: bool,
+    device: str = "auto",
+) -> pd.DataFrame:
     device = resolve_device(device)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
         run = traj.config
@@ -94,8 +151,6 @@ def measure(trajectory: str, out: str, run_name: str, samples: int, full_batch: 
         model = build_model(run, task.input_shape, task.num_classes).to(device).train()
         probe = GradientProbe(model, task)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
-        epochs = traj.steps("epoch")
-        train_size, total_steps = len(task.train_y), traj.total_steps
 
         def read(index: int):
             step = traj.checkpoint_steps[index]
@@ -107,40 +162,31 @@ def measure(trajectory: str, out: str, run_name: str, samples: int, full_batch: 
         for index in tqdm(measured, desc=f"measure {run_name}", disable=None):
             step, weights, buffers, batch = pending.result()
             if index + 1 < len(measured):
-                pending = reader.submit(read, index + 1)
+                pending = reader.submit(read, index + 1)  # read ahead while this one computes
             load_flat(model, weights, buffers)
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
+            dist_squared = (to_final64 @ to_final64).reshape(1)
             batch = torch.from_numpy(batch).to(device)
-
-            gradients = {("train_batch", 0): probe.minibatch(batch)}
-            sampler = seeded_generator(run["seed"], SAMPLED, step)
-            for sample in range(samples):
-                indices = torch.randperm(train_size, generator=sampler)[: len(batch)]
-                gradients["sampled", sample] = probe.minibatch(indices.to(device))
-            if full_batch:
-                gradients["full_batch", 0] = probe.full_batch()
-            if random_labels:
-                shuffle = torch.randperm(len(batch), generator=seeded_generator(run["seed"], RANDOM_LABELS, step))
-                gradients["random_labels", 0] = probe.minibatch(batch, task.train_y[batch][shuffle.to(device)])
-
-            values = torch.stack([
-                torch.cat([loss.double().reshape(1), (to_final64 @ to_final64).reshape(1),
-                           gradient_stats(grad, weights64, to_final64, run["weight_decay"])])
-                for loss, grad in gradients.values()
-            ]).cpu().numpy()  # fmt: skip  # the one host sync of this checkpoint
-            block = pd.DataFrame(values, columns=["loss", "dist", "grad_norm", "dot", "grad_norm_wd", "dot_wd"])
-            block.insert(0, "source", [source for source, _ in gradients])
-            block.insert(1, "sample", [sample for _, sample in gradients])
-            block.insert(0, "step", step)
+            labels, rows = [], []
+            for source, sample, (loss, grad) in gradients_at(
+                probe, batch, step, run["seed"], samples, full_batch, random_labels
+            ):
+                stats = gradient_stats(grad, weights64, to_final64, run["weight_decay"])
+                rows.append(torch.cat([loss.double().reshape(1), dist_squared, stats]))
+                labels.append((step, source, sample))
+            values = torch.stack(rows).cpu().numpy()  # the one host sync of this checkpoint
+            block = pd.DataFrame(values, columns=ACCUMULATED)
+            block[["step", "source", "sample"]] = pd.DataFrame(labels, index=block.index)
             blocks.append(block)
+        epochs = traj.steps("epoch")
 
     table = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=COLUMNS)
     for column in ("dist", "grad_norm", "grad_norm_wd"):
-        table[column] = np.sqrt(table[column])
+        table[column] = np.sqrt(table[column])  # accumulated as squares
     table["run"] = run_name
-    table["epoch"] = epochs[table["step"]] if len(table) else []
-    table["progress"] = table["step"] / total_steps
+    table["epoch"] = epochs[table["step"].to_numpy(dtype=np.int64)]
+    table["progress"] = table["step"] / traj.total_steps
     table = derived_columns(table, traj.param_count)[COLUMNS]
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)

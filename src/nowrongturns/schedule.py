@@ -24,18 +24,22 @@ def eta_star_table(geometry: pd.DataFrame, smooth: int) -> pd.DataFrame:
     """step, progress, eta_star (median over sampled minibatches) and eta_star_smooth."""
     sampled = geometry[geometry["source"] == "sampled"]
     eta = (sampled["dot"] / sampled["grad_norm"] ** 2).groupby(sampled["step"]).median()
-    table = pd.DataFrame({
-        "step": eta.index.to_numpy(),
-        "progress": sampled.groupby("step")["progress"].first().to_numpy(),
-        "eta_star": eta.to_numpy(),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "step": eta.index.to_numpy(),
+            "progress": sampled.groupby("step")["progress"].first().to_numpy(),
+            "eta_star": eta.to_numpy(),
+        }
+    )
     table["eta_star_smooth"] = (
         table["eta_star"].rolling(smooth, center=True, min_periods=1).median()
     )
     return table
 
 
-def derive_schedule(geometry: str, trajectory: str, out_csv: str, out_json: str, smooth: int) -> pd.DataFrame:
+def derive_schedule(
+    geometry: str, trajectory: str, out_csv: str, out_json: str, smooth: int
+) -> pd.DataFrame:
     table = pd.read_parquet(geometry)
     if table.empty:
         raise ValueError(f"{geometry}: the geometry table has no rows")

@@ -81,9 +81,14 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     saved_steps = checkpoint_steps(total_steps, **run["checkpoint"])
 
     writer = TrajectoryWriter(
-        out_path, run, model, optimizer_state_vector(optimizer, state_keys).numel(),
-        {k: v.size for k, v in rng_states(device).items()}, batch_size, str(device),
-    )  # fmt: skip
+        out_path,
+        run,
+        model,
+        optimizer_state_vector(optimizer, state_keys).numel(),
+        {k: v.size for k, v in rng_states(device).items()},
+        batch_size,
+        str(device),
+    )
     # Per-step scalars stay on the device and reach the host once per checkpoint.
     losses, grad_norms, update_norms = (torch.zeros(total_steps, device=device) for _ in range(3))
     batches = np.zeros((total_steps, batch_size), dtype=np.int64)
@@ -93,20 +98,28 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     def flush(upto: int) -> None:
         nonlocal flushed
         rows = slice(flushed, upto)
-        writer.append_steps({
-            "step": np.arange(flushed, upto), "epoch": np.arange(flushed, upto) // steps_per_epoch,
-            "loss": losses[rows].cpu().numpy(), "lr": lrs[rows],
-            "grad_norm": grad_norms[rows].cpu().numpy(),
-            "update_norm": update_norms[rows].cpu().numpy(), "batch_indices": batches[rows],
-        })  # fmt: skip
+        writer.append_steps(
+            {
+                "step": np.arange(flushed, upto),
+                "epoch": np.arange(flushed, upto) // steps_per_epoch,
+                "loss": losses[rows].cpu().numpy(),
+                "lr": lrs[rows],
+                "grad_norm": grad_norms[rows].cpu().numpy(),
+                "update_norm": update_norms[rows].cpu().numpy(),
+                "batch_indices": batches[rows],
+            }
+        )
         flushed = upto
 
     def save_checkpoint(step: int) -> None:
         flush(step)
         writer.append_checkpoint(
-            step, flat_parameters(model).cpu().numpy(), flat_buffers(model).cpu().numpy(),
-            optimizer_state_vector(optimizer, state_keys).cpu().numpy(), rng_states(device),
-        )  # fmt: skip
+            step,
+            flat_parameters(model).cpu().numpy(),
+            flat_buffers(model).cpu().numpy(),
+            optimizer_state_vector(optimizer, state_keys).cpu().numpy(),
+            rng_states(device),
+        )
 
     try:
         for step in tqdm(range(total_steps), desc=f"train {run_name}", disable=None):

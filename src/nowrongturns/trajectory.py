@@ -1,8 +1,8 @@
 """The trajectory file (DESIGN section 4): one writer, one reader, and the flat parameter layout.
 
-    with TrajectoryReader("results/runs/base/trajectory.h5") as traj:
-        w_star = traj.weights(-1)          # float32 [P], checksum-verified
-        traj.checkpoint_steps              # [K] which step each checkpoint row holds
+with TrajectoryReader("results/runs/base/trajectory.h5") as traj:
+    w_star = traj.weights(-1)          # float32 [P], checksum-verified
+    traj.checkpoint_steps              # [K] which step each checkpoint row holds
 """
 
 from __future__ import annotations
@@ -82,8 +82,16 @@ def _write_spec(group: h5py.Group, named: list[tuple[str, torch.Tensor]]) -> Non
 class TrajectoryWriter:
     """Writes one run's trajectory under `<path>.partial`; `finish()` renames it to `path`."""
 
-    def __init__(self, path, run_config: dict, model: nn.Module, optimizer_size: int,
-                 rng_sizes: dict[str, int], batch_size: int, device: str):  # fmt: skip
+    def __init__(
+        self,
+        path,
+        run_config: dict,
+        model: nn.Module,
+        optimizer_size: int,
+        rng_sizes: dict[str, int],
+        batch_size: int,
+        device: str,
+    ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = h5py.File(partial_path(self.path), "w")
@@ -96,7 +104,7 @@ class TrajectoryWriter:
             param_count=param_count,
             torch_version=str(torch.__version__),  # a str subclass h5py cannot store
             device=device,
-            created=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            created=datetime.datetime.now(datetime.UTC).isoformat(),
         )
         _write_spec(self.file.create_group("params"), list(model.named_parameters()))
         _write_spec(self.file.create_group("buffers"), list(model.named_buffers()))
@@ -105,9 +113,12 @@ class TrajectoryWriter:
         for name, dtype in STEP_COLUMNS.items():
             steps.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(4096,))
         steps.create_dataset(
-            "batch_indices", (0, batch_size), dtype=np.int64, maxshape=(None, batch_size),
+            "batch_indices",
+            (0, batch_size),
+            dtype=np.int64,
+            maxshape=(None, batch_size),
             chunks=(max(1, 65536 // batch_size), batch_size),
-        )  # fmt: skip
+        )
 
         checkpoints = self.file.create_group("checkpoints")
         checkpoints.create_dataset("step", (0,), dtype=np.int64, maxshape=(None,), chunks=(1024,))
@@ -122,9 +133,13 @@ class TrajectoryWriter:
     def _rows(group: h5py.Group, name: str, width: int, dtype) -> None:
         """A [K, width] dataset grown one checksummed row (one chunk) per checkpoint."""
         group.create_dataset(
-            name, (0, width), dtype=dtype, chunks=(1, max(width, 1)), fletcher32=True,
+            name,
+            (0, width),
+            dtype=dtype,
+            chunks=(1, max(width, 1)),
+            fletcher32=True,
             maxshape=(None, width if width else None),  # HDF5 needs room for a 1-wide chunk
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
@@ -137,11 +152,16 @@ class TrajectoryWriter:
         for name in [*STEP_COLUMNS, "batch_indices"]:
             self._append(self.file["steps"][name], np.asarray(columns[name]))
 
-    def append_checkpoint(self, step: int, weights, buffers, optimizer_state,
-                          rng_states: dict[str, np.ndarray]) -> None:  # fmt: skip
+    def append_checkpoint(
+        self, step: int, weights, buffers, optimizer_state, rng_states: dict[str, np.ndarray]
+    ) -> None:
         checkpoints = self.file["checkpoints"]
         self._append(checkpoints["step"], np.array([step]))
-        for name, row in [("weights", weights), ("buffers", buffers), ("optimizer", optimizer_state)]:
+        for name, row in [
+            ("weights", weights),
+            ("buffers", buffers),
+            ("optimizer", optimizer_state),
+        ]:
             self._append(checkpoints[name], np.asarray(row, dtype=np.float32)[None, :])
         for name, row in rng_states.items():
             self._append(checkpoints["rng"][name], np.asarray(row, dtype=np.uint8)[None, :])

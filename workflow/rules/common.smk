@@ -14,7 +14,9 @@ config.update(validated)
 
 RUNS = expand_runs(config)
 RUN_TABLES = ["trajectory.h5", "geometry.parquet", "schedule.csv", "schedule.json"]
-RUN_FIGURES = [f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")]
+RUN_FIGURES = [
+    f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")
+]
 
 
 wildcard_constraints:

@@ -4,9 +4,6 @@ rule figures:
         schedule=results_path("runs/{run}/schedule.csv"),
     output:
         expand(results_path("figures/{{run}}/{figure}"), figure=RUN_FIGURES),
-    params:
-        format=config["figures"]["format"],
-        out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
     log:
         results_path("logs/figures/{run}.log"),
     benchmark:
@@ -14,6 +11,9 @@ rule figures:
     threads: stage_resources("figures", "threads")
     resources:
         mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=config["figures"]["format"],
+        out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
     shell:
         "nwt figures --geometry {input.geometry:q} --schedule {input.schedule:q}"
         " --out-dir {params.out_dir:q} --format {params.format} > {log:q} 2>&1"

@@ -5,8 +5,6 @@ rule schedule:
     output:
         csv=results_path("runs/{run}/schedule.csv"),
         json=results_path("runs/{run}/schedule.json"),
-    params:
-        smooth=config["schedule"]["smooth"],
     log:
         results_path("logs/schedule/{run}.log"),
     benchmark:
@@ -14,6 +12,8 @@ rule schedule:
     threads: stage_resources("schedule", "threads")
     resources:
         mem_mb=stage_resources("schedule", "mem_mb"),
+    params:
+        smooth=config["schedule"]["smooth"],
     shell:
         "nwt schedule {input.geometry:q} {input.trajectory:q} --csv {output.csv:q}"
         " --json {output.json:q} --smooth {params.smooth} > {log:q} 2>&1"

@@ -1,9 +1,6 @@
 rule train:
     output:
         results_path("runs/{run}/trajectory.h5"),
-    params:
-        run=run_config_json,
-        device=config["train"]["device"],
     log:
         results_path("logs/train/{run}.log"),
     benchmark:
@@ -11,6 +8,9 @@ rule train:
     threads: stage_resources("train", "threads")
     resources:
         mem_mb=stage_resources("train", "mem_mb"),
+    params:
+        run=run_config_json,
+        device=config["train"]["device"],
     shell:
         "nwt train --run {params.run:q} --out {output:q} --run-name {wildcards.run:q}"
         " --device {params.device} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,23 @@
+# `make run` and `make test` set up what is missing (a virtual environment in .venv with the
+# package, its dependencies and the test tools), then run the workflow or the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --editable '.[test]'
+	touch $@
+
+run: setup
+	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores all
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" pytest
+
+lint: setup
+	PATH="$(abspath $(BIN)):$$PATH" sh -c 'ruff check . && snakefmt --check . && snakemake --lint'

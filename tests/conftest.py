@@ -1,0 +1,122 @@
+"""Shared fixtures: a tiny run config, trajectories trained from it, and a workflow copy to run."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+
+# A run that trains in about a second: 44 steps, checkpoints 0, 1, 2, 10, 20, 30, 40, 44.
+TINY_RUN = {
+    "task": "digits",
+    "model": "cnn",
+    "width": 4,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "batch_size": 32,
+    "epochs": 1,
+    "schedule": "constant",
+    "seed": 0,
+    "checkpoint": {"dense_first": 3, "every": 10},
+}
+
+# The workflow's tiny config: two runs (base and seed=1), a few seconds per job.
+TINY_WORKFLOW_CONFIG = {
+    "base": TINY_RUN,
+    "ablations": {"seed": [1]},
+    "measure": {"samples": 2},
+    "schedule": {"smooth": 3},
+}
+
+
+def tiny_run(**changes) -> dict:
+    run = copy.deepcopy(TINY_RUN)
+    run.update(changes)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Train and measure a run once per session: (run config, trajectory path, geometry path)."""
+    from nowrongturns.geometry import measure
+    from nowrongturns.train import train
+
+    cache = {}
+
+    def get(**changes):
+        key = repr(sorted(changes.items()))
+        if key not in cache:
+            run = tiny_run(**changes)
+            folder = tmp_path_factory.mktemp("run")
+            trajectory, geometry = folder / "trajectory.h5", folder / "geometry.parquet"
+            train(run, trajectory, device="cpu", run_name="tiny")
+            measure(
+                trajectory,
+                geometry,
+                run_name="tiny",
+                samples=3,
+                full_batch=True,
+                random_labels=True,
+                device="cpu",
+            )
+            cache[key] = run, trajectory, geometry
+        return cache[key]
+
+    return get
+
+
+class Workflow:
+    """A copy of the workflow in a temporary directory, run with the real snakemake."""
+
+    def __init__(self, root: Path, config: dict):
+        self.root = root
+        shutil.copy(REPO / "Snakefile", root)
+        shutil.copytree(REPO / "workflow", root / "workflow")
+        self.write_config("config.yaml", config)
+
+    def write_config(self, name: str, config: dict) -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+        # The rules call `nwt`: find it beside this interpreter even if the venv is not activated.
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        result = subprocess.run(
+            command, cwd=self.root, env=env, capture_output=True, text=True, timeout=600
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def planned_jobs(self, *args: str) -> set[tuple[str, str]]:
+        """(rule, run) of every job a dry run plans, read from Snakemake's own dry-run output."""
+        output = self.snakemake("--dry-run", *args).stdout
+        jobs = set()
+        for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+            rule = re.match(r"(?:local)?rule (\w+):", block)
+            if rule and rule.group(1) != "all":
+                run = re.search(r"wildcards: run=(\S+)", block)
+                jobs.add((rule.group(1), run.group(1) if run else ""))
+        return jobs
+
+
+@pytest.fixture
+def workflow(tmp_path) -> Workflow:
+    return Workflow(tmp_path, copy.deepcopy(TINY_WORKFLOW_CONFIG))

@@ -1,0 +1,45 @@
+"""Config validation (defaults, errors naming the key) and the expansion of ablations into runs."""
+
+import pytest
+from conftest import SCHEMA
+
+from nowrongturns.config import ConfigError, expand_runs, validate_config
+
+
+def test_defaults_fill_every_key():
+    config = validate_config({}, SCHEMA)
+    assert config["base"]["batch_size"] == 64
+    assert config["base"]["checkpoint"] == {"dense_first": 10, "every": 10}
+    assert config["measure"]["samples"] == 8
+    assert config["resources"]["measure"] == {"threads": 1, "mem_mb": 2000}
+    assert config["results"] == "results"
+
+
+def test_runs_differ_from_base_in_one_factor():
+    config = validate_config(
+        {"base": {"lr": 0.1}, "ablations": {"batch_size": [16, 64, 256], "lr": [0.5]}}, SCHEMA
+    )
+    runs = expand_runs(config)
+    # 64 is the base batch size: that level is the base run itself, not a copy of it.
+    assert list(runs) == ["base", "batch_size=16", "batch_size=256", "lr=0.5"]
+    assert runs["batch_size=16"] == {**runs["base"], "batch_size": 16}
+    assert runs["lr=0.5"]["lr"] == 0.5 and runs["lr=0.5"]["batch_size"] == 64
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"bse": {}}, "bse"),
+        ({"base": {"bach_size": 32}}, "bach_size"),
+        ({"base": {"lr": "fast"}}, "base.lr"),
+        ({"base": {"batch_size": 0}}, "base.batch_size"),
+        ({"base": {"optimizer": "rmsprop"}}, "base.optimizer"),
+        ({"ablations": {"colour": [1]}}, "ablations.colour"),
+        ({"ablations": {"batch_size": ["big"]}}, "ablations.batch_size[0]"),
+        ({"measure": {"samples": 2.5}}, "measure.samples"),
+    ],
+)
+def test_errors_name_the_key(config, key):
+    with pytest.raises(ConfigError) as error:
+        validate_config(config, SCHEMA)
+    assert key in str(error.value)

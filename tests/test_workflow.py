@@ -1,0 +1,112 @@
+"""The real snakemake on a copy of the workflow with a tiny config (tests/conftest.py)."""
+
+import copy
+import os
+
+import pytest
+from conftest import TINY_WORKFLOW_CONFIG, Workflow
+
+RUNS = {"base", "seed=1"}
+STAGES = {"train", "measure", "schedule", "figures"}
+OUTPUTS = [
+    "runs/{run}/trajectory.h5",
+    "runs/{run}/geometry.parquet",
+    "runs/{run}/schedule.csv",
+    "runs/{run}/schedule.json",
+    "figures/{run}/geometry.png",
+    "figures/{run}/schedule.png",
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Workflow:
+    """The tiny workflow, run to the end once for this module."""
+    flow = Workflow(tmp_path_factory.mktemp("workflow"), copy.deepcopy(TINY_WORKFLOW_CONFIG))
+    flow.snakemake()
+    return flow
+
+
+def _config_with(section: str, **changes) -> dict:
+    config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
+    config.setdefault(section, {}).update(changes)
+    return config
+
+
+def test_run_makes_every_output_then_has_nothing_to_do(finished):
+    for run in RUNS:
+        for output in OUTPUTS:
+            path = finished.root / "results" / output.format(run=run)
+            assert path.stat().st_size > 0, path
+        for stage in STAGES:
+            assert (finished.root / f"results/logs/{stage}/{run}.log").exists()
+            assert (finished.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
+    assert not list((finished.root / "results").rglob("*.partial"))
+    assert "Nothing to be done" in finished.snakemake("--dry-run").stdout
+    assert finished.planned_jobs() == set()
+
+
+def test_measure_setting_reruns_measure_and_what_follows_never_train(finished):
+    variant = finished.write_config("measure.yaml", _config_with("measure", samples=3))
+    planned = finished.planned_jobs("--configfile", str(variant))
+    assert planned == {(stage, run) for stage in ("measure", "schedule", "figures") for run in RUNS}
+
+
+def test_schedule_setting_reruns_schedule_and_figures_only(finished):
+    variant = finished.write_config("schedule.yaml", _config_with("schedule", smooth=5))
+    planned = finished.planned_jobs("--configfile", str(variant))
+    assert planned == {(stage, run) for stage in ("schedule", "figures") for run in RUNS}
+
+
+def test_base_training_setting_reruns_every_stage_of_every_run(finished):
+    variant = finished.write_config("base.yaml", _config_with("base", lr=0.02))
+    planned = finished.planned_jobs("--configfile", str(variant))
+    assert planned == {(stage, run) for stage in STAGES for run in RUNS}
+
+
+def test_forcerun_figures_reruns_figures_only(finished):
+    assert finished.planned_jobs("--forcerun", "figures") == {("figures", run) for run in RUNS}
+
+
+def test_deleted_geometry_reruns_that_run_from_measure_on(finished):
+    geometry = finished.root / "results/runs/seed=1/geometry.parquet"
+    aside = geometry.with_name("aside.parquet")
+    os.replace(geometry, aside)
+    try:
+        planned = finished.planned_jobs()
+    finally:
+        os.replace(aside, geometry)
+    assert planned == {(stage, "seed=1") for stage in ("measure", "schedule", "figures")}
+
+
+def test_single_target_runs_only_what_it_needs(finished, tmp_path):
+    flow = Workflow(tmp_path, copy.deepcopy(TINY_WORKFLOW_CONFIG))
+    assert flow.planned_jobs("results/runs/base/geometry.parquet") == {
+        ("train", "base"),
+        ("measure", "base"),
+    }
+
+
+@pytest.mark.parametrize(
+    "config_change, key",
+    [
+        ({"bse": {}}, "bse"),
+        ({"base": {"bach_size": 32}}, "bach_size"),
+        ({"base": {"lr": "fast"}}, "base.lr"),
+        ({"base": {"epochs": -1}}, "base.epochs"),
+        ({"ablations": {"optimizer": ["rmsprop"]}}, "ablations.optimizer[0]"),
+        ({"measure": {"samples": "eight"}}, "measure.samples"),
+        ({"figures": {"format": "jpg"}}, "figures.format"),
+    ],
+)
+def test_malformed_config_stops_before_any_job(workflow, config_change, key):
+    config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
+    for section, value in config_change.items():
+        if isinstance(config.get(section), dict):
+            config[section] = {**config[section], **value}
+        else:
+            config[section] = value
+    workflow.write_config("config.yaml", config)
+    result = workflow.snakemake(check=False)
+    assert result.returncode != 0
+    assert key in result.stderr
+    assert not (workflow.root / "results").exists()
