@@ -73,7 +73,7 @@ def geometry_figure(table: pd.DataFrame, run: str) -> plt.Figure:
 def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     """The locally optimal step eta* (raw and smoothed) next to the learning rate used."""
     _style()
-    fig, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     positive = schedule[schedule["eta_star"] > 0]
     ax.scatter(
         positive["progress"],
@@ -100,7 +100,7 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     ax.set_yscale("log")
     ax.set_xlabel("training progress $t/T$")
     ax.set_ylabel("step size")
-    ax.legend(fontsize="small")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
     ax.set_title(f"{run}: locally optimal step size along the path")
     return fig
 
