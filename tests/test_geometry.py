@@ -48,8 +48,9 @@ def _from_file(path, index):
 def test_matches_plain_autograd(trained, changes):
     run, trajectory, geometry = trained(**changes)
     table = pd.read_parquet(geometry)
-    task = load_task("digits")
-    model = build_model(run, task.input_shape, task.num_classes).train()
+    task = load_task(run)
+    inputs, targets = task.train.inputs, task.train.targets  # digits is held in memory
+    model = build_model(run, task).train()
     param_names = [name for name, _ in model.named_parameters()]
     for index in (1, 4):
         named, step, batch, final = _from_file(trajectory, index)
@@ -57,8 +58,8 @@ def test_matches_plain_autograd(trained, changes):
         buffers = {name: named[name].clone() for name in named if name not in params}
         buffers["1.num_batches_tracked"] = buffers["1.num_batches_tracked"].long()
         buffers["4.num_batches_tracked"] = buffers["4.num_batches_tracked"].long()
-        logits = functional_call(model, {**params, **buffers}, (task.train_x[batch],))
-        loss = F.cross_entropy(logits, task.train_y[batch])
+        logits = functional_call(model, {**params, **buffers}, (inputs[batch],))
+        loss = F.cross_entropy(logits, targets[batch])
         grads = torch.autograd.grad(loss, list(params.values()))
         grad = np.concatenate([g.reshape(-1).numpy() for g in grads]).astype(np.float64)
         weights = np.concatenate([p.detach().reshape(-1).numpy() for p in params.values()]).astype(

@@ -48,15 +48,16 @@ def test_checkpoint_cadence():
 def test_step_row_t_takes_checkpoint_t_to_t_plus_1(trained):
     """Replaying /steps row t (its minibatch and lr) from checkpoint t gives checkpoint t+1."""
     run, trajectory, _ = trained()
-    task = load_task("digits")
-    model = build_model(run, task.input_shape, task.num_classes)
+    task = load_task(run)
+    model = build_model(run, task)
     with TrajectoryReader(trajectory) as traj:
         for index in range(2):  # checkpoints 0 -> 1 and 1 -> 2
             step = traj.checkpoint_steps[index]
             load_flat(model, traj.weights(index), traj.buffers(index))
             model.zero_grad()
             batch = torch.from_numpy(traj.batch_indices(step))
-            loss = task.loss(model(task.train_x[batch]), task.train_y[batch])
+            inputs, targets = task.batch(batch)
+            loss = task.loss(model(inputs), targets)
             assert loss.item() == pytest.approx(traj.steps("loss")[step], rel=1e-6)
             loss.backward()
             torch.optim.SGD(model.parameters(), lr=traj.steps("lr")[step]).step()

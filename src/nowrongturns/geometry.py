@@ -67,22 +67,20 @@ class GradientProbe:
             total_loss = total_loss + loss.detach()
         return total_loss, torch.cat([p.grad.reshape(-1) for p in self.params])
 
-    def minibatch(self, indices: torch.Tensor, labels: torch.Tensor | None = None):
-        inputs = self.task.train_x[indices]
-        return self.gradient(
-            [(inputs, self.task.train_y[indices] if labels is None else labels, 1.0)]
-        )
+    def minibatch(self, indices: torch.Tensor, shuffle: torch.Tensor | None = None):
+        """Gradient on one minibatch; `shuffle` permutes its targets across its examples."""
+        inputs, targets = self.task.batch(indices)
+        if shuffle is not None:
+            targets = targets[shuffle.to(targets.device)]
+        return self.gradient([(inputs, targets, 1.0)])
 
     def full_batch(self):
-        size = len(self.task.train_y)
-        return self.gradient(
-            (
-                self.task.train_x[start : start + FULL_BATCH_CHUNK],
-                self.task.train_y[start : start + FULL_BATCH_CHUNK],
-                min(FULL_BATCH_CHUNK, size - start) / size,
-            )
+        size = self.task.train_size
+        chunks = [
+            torch.arange(start, min(start + FULL_BATCH_CHUNK, size))
             for start in range(0, size, FULL_BATCH_CHUNK)
-        )
+        ]
+        return self.gradient((*self.task.batch(chunk), len(chunk) / size) for chunk in chunks)
 
 
 def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
@@ -118,21 +116,16 @@ def gradients_at(
     random_labels: bool,
 ):
     """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time."""
-    device = batch.device
     yield "train_batch", 0, probe.minibatch(batch)
     sampler = seeded_generator(seed, SAMPLED, step)
     for sample in range(samples):
-        indices = torch.randperm(len(probe.task.train_y), generator=sampler)[: len(batch)]
-        yield "sampled", sample, probe.minibatch(indices.to(device))
+        indices = torch.randperm(probe.task.train_size, generator=sampler)[: len(batch)]
+        yield "sampled", sample, probe.minibatch(indices)
     if full_batch:
         yield "full_batch", 0, probe.full_batch()
     if random_labels:
         shuffle = torch.randperm(len(batch), generator=seeded_generator(seed, RANDOM_LABELS, step))
-        yield (
-            "random_labels",
-            0,
-            probe.minibatch(batch, probe.task.train_y[batch][shuffle.to(device)]),
-        )
+        yield "random_labels", 0, probe.minibatch(batch, shuffle)
 
 
 def measure(
@@ -147,8 +140,8 @@ def measure(
     device = resolve_device(device)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
         run = traj.config
-        task = load_task(run["task"]).to(device)
-        model = build_model(run, task.input_shape, task.num_classes).to(device).train()
+        task = load_task(run).to(device)
+        model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
 
@@ -167,7 +160,7 @@ def measure(
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
             dist_squared = (to_final64 @ to_final64).reshape(1)
-            batch = torch.from_numpy(batch).to(device)
+            batch = torch.from_numpy(batch)
             labels, rows = [], []
             for source, sample, (loss, grad) in gradients_at(
                 probe, batch, step, run["seed"], samples, full_batch, random_labels

@@ -48,7 +48,8 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int) -> nn.Module
 MODELS = {"mlp": mlp, "cnn": cnn}
 
 
-def build_model(run: dict, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(run: dict, task) -> nn.Module:
+    """The model a run config names, shaped for the task's inputs and outputs."""
     if run["model"] not in MODELS:
         raise ValueError(f"model {run['model']!r} is unknown; known models: {', '.join(MODELS)}")
-    return MODELS[run["model"]](input_shape, num_classes, run["width"])
+    return MODELS[run["model"]](task.input_shape, task.num_classes, run["width"])

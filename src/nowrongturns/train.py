@@ -66,14 +66,14 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     device = resolve_device(device)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # for deterministic cuBLAS
     torch.use_deterministic_algorithms(True)
-    task = load_task(run["task"]).to(device)
+    task = load_task(run).to(device)
     torch.manual_seed(run["seed"])
-    model = build_model(run, task.input_shape, task.num_classes).to(device).train()
+    model = build_model(run, task).to(device).train()
     optimizer = build_optimizer(run, model)
     state_keys = OPTIMIZER_STATE_KEYS[run["optimizer"]]
     params = list(model.parameters())
 
-    batch_size, train_size = run["batch_size"], len(task.train_y)
+    batch_size, train_size = run["batch_size"], task.train_size
     steps_per_epoch = train_size // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_size} training examples")
@@ -134,8 +134,8 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
             for group in optimizer.param_groups:
                 group["lr"] = lrs[step]
 
-            indices = indices.to(device)
-            loss = task.loss(model(task.train_x[indices]), task.train_y[indices])
+            inputs, targets = task.batch(indices)
+            loss = task.loss(model(inputs), targets)
             optimizer.zero_grad()
             loss.backward()
             with torch.no_grad():
@@ -162,11 +162,17 @@ def _norm(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task) -> tuple[float, float]:
-    """Validation loss and accuracy at the final weights, in eval mode."""
+def evaluate(model: torch.nn.Module, task, chunk: int = 1024) -> tuple[float, float]:
+    """Validation loss and accuracy (over examples, pixels or tokens), in eval mode."""
     model.eval()
-    logits = model(task.val_x)
+    loss_sum = correct = count = 0.0
+    for start in range(0, len(task.validation), chunk):
+        indices = torch.arange(start, min(start + chunk, len(task.validation)))
+        inputs, targets = task.batch(indices, split="validation")
+        logits = model(inputs)
+        loss_sum += task.loss(logits, targets).item() * len(indices)
+        class_dim = -1 if task.kind == "language" else 1
+        correct += (logits.argmax(class_dim) == targets).double().mean().item() * len(indices)
+        count += len(indices)
     model.train()
-    loss = task.loss(logits, task.val_y).item()
-    accuracy = (logits.argmax(1) == task.val_y).float().mean().item()
-    return loss, accuracy
+    return loss_sum / count, correct / count
