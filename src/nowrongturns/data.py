@@ -10,6 +10,7 @@ stage rebuilds the exact minibatch of any step with `task.batch(indices)`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,9 @@ class Task:
     num_classes: int  # classes, pixel classes, or vocabulary size
     input_shape: tuple[int, ...]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # What identifies the data beyond the task name (a corpus sha256, the data path): JSON-able,
+    # stored in the trajectory's `data_provenance` attribute.
+    provenance: dict = field(default_factory=dict)
 
     @property
     def train_size(self) -> int:
@@ -88,14 +92,11 @@ class Task:
         return F.cross_entropy(logits, targets)
 
     def to(self, device: torch.device) -> Task:
-        return Task(
-            self.name,
-            self.kind,
-            self.train.to(device),
-            self.validation.to(device),
-            self.num_classes,
-            self.input_shape,
-            torch.device(device),
+        return dataclasses.replace(
+            self,
+            train=self.train.to(device),
+            validation=self.validation.to(device),
+            device=torch.device(device),
         )
 
 
