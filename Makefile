@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores all
+	PATH="$(abspath $(BIN)):$$PATH" snakemake --cores all --workflow-profile workflow/profiles/default
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" pytest

@@ -13,28 +13,28 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nowrongturns.config import expand_runs, validate_config
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 # A run that trains in about a second: 44 steps, checkpoints 0, 1, 2, 10, 20, 30, 40, 44.
-TINY_RUN = {
+TINY_BASE = {
     "task": "digits",
     "model": "cnn",
     "width": 4,
-    "optimizer": "sgd",
     "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
     "batch_size": 32,
     "epochs": 1,
-    "schedule": "constant",
     "seed": 0,
     "checkpoint": {"dense_first": 3, "every": 10},
 }
+# ... with every other run key at its schema default, as the workflow passes it to `nwt train`.
+TINY_RUN = expand_runs(validate_config({"base": TINY_BASE}, SCHEMA))["base"]
 
 # The workflow's tiny config: two runs (base and seed=1), a few seconds per job.
 TINY_WORKFLOW_CONFIG = {
-    "base": TINY_RUN,
+    "base": TINY_BASE,
     "ablations": {"seed": [1]},
     "measure": {"samples": 2},
     "schedule": {"smooth": 3},
@@ -82,6 +82,7 @@ class Workflow:
 
     def __init__(self, root: Path, config: dict):
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "Snakefile", root)
         shutil.copytree(REPO / "workflow", root / "workflow")
         self.write_config("config.yaml", config)

@@ -23,6 +23,7 @@ def test_runs_differ_from_base_in_one_factor():
     # 64 is the base batch size: that level is the base run itself, not a copy of it.
     assert list(runs) == ["base", "batch_size=16", "batch_size=256", "lr=0.5"]
     assert runs["batch_size=16"] == {**runs["base"], "batch_size": 16}
+    assert runs["base"]["data_dir"] == ""
     assert runs["lr=0.5"]["lr"] == 0.5 and runs["lr=0.5"]["batch_size"] == 64
 
 
@@ -43,3 +44,27 @@ def test_errors_name_the_key(config, key):
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
     assert key in str(error.value)
+
+
+def test_named_runs_change_several_settings():
+    config = validate_config(
+        {"runs": {"lm": {"task": "pydoc", "model": "transformer"}}, "ablations": {"seed": [1]}},
+        SCHEMA,
+    )
+    runs = expand_runs(config)
+    assert list(runs) == ["base", "seed=1", "lm"]
+    assert runs["lm"]["model"] == "transformer" and runs["lm"]["lr"] == runs["base"]["lr"]
+
+
+@pytest.mark.parametrize(
+    "config, key",
+    [
+        ({"runs": {"lm": {"modle": "transformer"}}}, "runs.lm"),
+        ({"runs": {"seed=1": {"seed": 5}}, "ablations": {"seed": [1]}}, "runs.seed=1"),
+        ({"runs": {"a/b": {}}}, "runs"),
+        ({"base": {"task": "cifar10"}}, "data.cifar10"),
+    ],
+)
+def test_run_errors_name_the_key(config, key):
+    with pytest.raises(ConfigError, match=key):
+        validate_config(config, SCHEMA)

@@ -16,6 +16,9 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+# Tasks whose data are read from a directory (config key `data`), not shipped with a package.
+LOCAL_TASKS = ("cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen")
+
 
 class ConfigError(ValueError):
     """A config value that the workflow cannot use; the message names the key."""
@@ -79,6 +82,18 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 raise ConfigError(
                     f"invalid config:\n  ablations.{factor}[{index}]: {errors[0].message}"
                 )
+    for name, changes in config["runs"].items():
+        if name in {"base", *_ablation_names(config)}:
+            raise ConfigError(f"invalid config:\n  runs.{name}: the name of another run")
+        errors = list(_DefaultingValidator(base_schema).iter_errors({**config["base"], **changes}))
+        if errors:
+            raise ConfigError(f"invalid config:\n  runs.{name}: {errors[0].message}")
+    for name, run in expand_runs(config).items():
+        if run["task"] in LOCAL_TASKS and not run["data_dir"]:
+            raise ConfigError(
+                f"invalid config:\n  data.{run['task']}: missing; run {name!r} trains on "
+                f"{run['task']}, which is read from a directory that `data` must name"
+            )
     return config
 
 
@@ -87,14 +102,27 @@ def format_value(value) -> str:
 
 
 def expand_runs(config: dict) -> dict[str, dict]:
-    """Run name -> run config: `base`, then one run per ablation value that differs from base."""
+    """Run name -> run config: `base`, one run per ablation value that differs from base, then
+    the named `runs`.
+
+    Each run config also gets `data_dir`, the directory `data` names for its task ("" for the
+    embedded tasks), so that a run config alone says where its data are.
+    """
     runs = {"base": config["base"]}
     for factor, values in config["ablations"].items():
         for value in values:
             if value == config["base"][factor]:
                 continue  # that level of the factor is the base run itself
             runs[f"{factor}={format_value(value)}"] = {**config["base"], factor: value}
-    return runs
+    for name, changes in config["runs"].items():
+        runs[name] = {**config["base"], **changes}
+    return {
+        name: {**run, "data_dir": config["data"].get(run["task"], "")} for name, run in runs.items()
+    }
+
+
+def _ablation_names(config: dict) -> set[str]:
+    return {f"{factor}={format_value(v)}" for factor, vs in config["ablations"].items() for v in vs}
 
 
 def load_run_config(text_or_path: str) -> dict:

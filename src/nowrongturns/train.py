@@ -4,13 +4,16 @@
 
 Minibatches are drawn without replacement within an epoch (the last incomplete batch is dropped,
 so every step has `batch_size` examples) in an order seeded by (seed, epoch); the indices of every
-step are stored, so later stages rebuild the exact minibatch the optimizer saw.
+step are stored, so later stages rebuild the exact minibatch the optimizer saw. A killed job leaves
+`trajectory.h5.partial`; running it again resumes from the last checkpoint and ends with the same
+trajectory as a job that was never killed. A non-finite loss ends the run with status "diverged".
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -18,28 +21,8 @@ from tqdm import tqdm
 
 from .data import epoch_order, load_task
 from .models import build_model, resolve_device
-from .trajectory import TrajectoryWriter, flat_buffers, flat_parameters
-
-# Per-parameter optimizer state stored in /checkpoints/optimizer, in this order.
-OPTIMIZER_STATE_KEYS = {"sgd": (), "momentum": ("momentum_buffer",)}
-
-
-def build_optimizer(run: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
-    momentum = run["momentum"] if run["optimizer"] == "momentum" else 0.0
-    if run["optimizer"] not in OPTIMIZER_STATE_KEYS:
-        raise ValueError(f"optimizer {run['optimizer']!r} is unknown")
-    return torch.optim.SGD(
-        model.parameters(), lr=run["lr"], momentum=momentum, weight_decay=run["weight_decay"]
-    )
-
-
-def optimizer_state_vector(optimizer: torch.optim.Optimizer, keys: tuple[str, ...]) -> torch.Tensor:
-    """Flat optimizer state; a buffer not created yet (before the first step) is zeros."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    parts = [
-        optimizer.state[p].get(key, torch.zeros_like(p)).reshape(-1) for key in keys for p in params
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0)
+from .optim import build_optimizer, load_state_vector, lr_schedule, state_size, state_vector
+from .trajectory import TrajectoryWriter, flat_buffers, flat_parameters, load_flat
 
 
 def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int]:
@@ -49,12 +32,6 @@ def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int
     return sorted({*dense, *sparse, total_steps})
 
 
-def learning_rate(run: dict, step: int) -> float:
-    if run["schedule"] == "constant":
-        return run["lr"]
-    raise ValueError(f"schedule {run['schedule']!r} is unknown")
-
-
 def rng_states(device: torch.device) -> dict[str, np.ndarray]:
     states = {"cpu": torch.get_rng_state().numpy()}
     if device.type == "cuda":
@@ -62,7 +39,110 @@ def rng_states(device: torch.device) -> dict[str, np.ndarray]:
     return states
 
 
-def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") -> None:
+def set_rng_states(states: dict[str, np.ndarray], device: torch.device) -> None:
+    torch.set_rng_state(torch.from_numpy(states["cpu"]))
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(torch.from_numpy(states["cuda"]), device)
+
+
+class Recorder:
+    """What the train stage keeps of a run: per-step scalars, held on the device and moved to the
+    host in blocks, once per checkpoint; checkpoints, written to the trajectory by a background
+    thread while the next steps compute."""
+
+    def __init__(
+        self,
+        writer: TrajectoryWriter,
+        params: list,
+        total_steps: int,
+        batch_size: int,
+        steps_per_epoch: int,
+        lrs: np.ndarray,
+        device: torch.device,
+        start: int,
+    ):
+        self.writer, self.steps_per_epoch, self.lrs = writer, steps_per_epoch, lrs
+        self.losses = torch.zeros(total_steps, device=device)
+        # Per step, the norms of each parameter tensor's gradient and update side by side (one
+        # op for both); the norms over all parameters are taken, in float64, when a block of
+        # steps goes to the host. A step costs a handful of small ops, whatever the model.
+        self.params = params
+        self.tensor_norms = torch.zeros(total_steps, 2, len(params), device=device)
+        self.previous = [torch.empty_like(p) for p in params]
+        self.batches = np.zeros((total_steps, batch_size), dtype=np.int64)
+        self.flushed = start  # steps before this one are in the file
+        self.background = ThreadPoolExecutor(1)
+        self.pending = None
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        torch._foreach_copy_(self.previous, self.params)
+
+    @torch.no_grad()
+    def after_step(self, step: int, loss: torch.Tensor) -> None:
+        """Record the step just taken: its loss, gradient norms and update norms."""
+        self.losses[step] = loss
+        torch._foreach_sub_(self.previous, self.params)
+        norms = torch._foreach_norm([p.grad for p in self.params] + self.previous)
+        torch.stack(norms, out=self.tensor_norms[step].view(-1))
+
+    def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        rows, steps = slice(start, stop), np.arange(start, stop)
+        return {
+            "step": steps,
+            "epoch": steps // self.steps_per_epoch,
+            "loss": self.losses[rows].cpu().numpy(),
+            "lr": self.lrs[rows],
+            "grad_norm": _total_norms(self.tensor_norms[rows, 0]),
+            "update_norm": _total_norms(self.tensor_norms[rows, 1]),
+            "batch_indices": self.batches[rows],
+        }
+
+    def checkpoint(self, step: int, state: dict[str, np.ndarray]) -> int | None:
+        """Write the steps since the last checkpoint, then checkpoint `step` with `state`
+        (weights, buffers, optimizer, rng); on a non-finite loss write up to the step that
+        diverged and return it instead."""
+        finite = torch.isfinite(self.losses[self.flushed : step]).cpu().numpy()
+        if not finite.all():
+            diverged = self.flushed + int(np.argmin(finite))
+            self.wait()
+            self.writer.append_steps(self._block(self.flushed, diverged + 1))
+            return diverged
+        block = self._block(self.flushed, step)
+        self.flushed = step
+        self.wait()  # one write in flight at a time, in order
+        self.pending = self.background.submit(self._write, block, step, state)
+        return None
+
+    def _write(self, block: dict, step: int, state: dict) -> None:
+        self.writer.append_steps(block)
+        self.writer.append_checkpoint(step, **state)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def close(self) -> None:
+        """Wait for the write in flight, even when training failed (its error is then moot)."""
+        try:
+            self.wait()
+        finally:
+            self.background.shutdown()
+
+
+def checkpoint_state(model, optimizer, optimizer_name: str, device) -> dict[str, np.ndarray]:
+    """Host copies of everything training needs to go on from here."""
+    return {
+        "weights": flat_parameters(model).cpu().numpy(),
+        "buffers": flat_buffers(model).cpu().numpy(),
+        "optimizer_state": state_vector(optimizer, optimizer_name).cpu().numpy(),
+        "rng_states": rng_states(device),
+    }
+
+
+def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") -> str:
+    """Train one run and write its trajectory; returns its status (complete or diverged)."""
     device = resolve_device(device)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # for deterministic cuBLAS
     torch.use_deterministic_algorithms(True)
@@ -70,7 +150,6 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     torch.manual_seed(run["seed"])
     model = build_model(run, task).to(device).train()
     optimizer = build_optimizer(run, model)
-    state_keys = OPTIMIZER_STATE_KEYS[run["optimizer"]]
     params = list(model.parameters())
 
     batch_size, train_size = run["batch_size"], task.train_size
@@ -78,87 +157,83 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_size} training examples")
     total_steps = run["epochs"] * steps_per_epoch
-    saved_steps = checkpoint_steps(total_steps, **run["checkpoint"])
-
+    saved_steps = set(checkpoint_steps(total_steps, **run["checkpoint"]))
     writer = TrajectoryWriter(
         out_path,
         run,
         model,
-        optimizer_state_vector(optimizer, state_keys).numel(),
-        {k: v.size for k, v in rng_states(device).items()},
+        state_size(optimizer, run["optimizer"]),
+        {name: state.size for name, state in rng_states(device).items()},
         batch_size,
         str(device),
+        task.provenance,
     )
-    # Per-step scalars stay on the device and reach the host once per checkpoint.
-    losses, grad_norms, update_norms = (torch.zeros(total_steps, device=device) for _ in range(3))
-    batches = np.zeros((total_steps, batch_size), dtype=np.int64)
-    lrs = np.zeros(total_steps)
-    flushed = 0
+    start = 0
+    resumed = writer.resume_state()
+    if resumed:
+        load_flat(model, resumed["weights"], resumed["buffers"])
+        load_state_vector(optimizer, run["optimizer"], resumed["optimizer"])
+        set_rng_states(resumed["rng"], device)
+        start = resumed["step"]
+    lrs = lr_schedule(run, total_steps)
+    recorder = Recorder(
+        writer, params, total_steps, batch_size, steps_per_epoch, lrs, device, start
+    )
 
-    def flush(upto: int) -> None:
-        nonlocal flushed
-        rows = slice(flushed, upto)
-        writer.append_steps(
-            {
-                "step": np.arange(flushed, upto),
-                "epoch": np.arange(flushed, upto) // steps_per_epoch,
-                "loss": losses[rows].cpu().numpy(),
-                "lr": lrs[rows],
-                "grad_norm": grad_norms[rows].cpu().numpy(),
-                "update_norm": update_norms[rows].cpu().numpy(),
-                "batch_indices": batches[rows],
-            }
-        )
-        flushed = upto
-
-    def save_checkpoint(step: int) -> None:
-        flush(step)
-        writer.append_checkpoint(
-            step,
-            flat_parameters(model).cpu().numpy(),
-            flat_buffers(model).cpu().numpy(),
-            optimizer_state_vector(optimizer, state_keys).cpu().numpy(),
-            rng_states(device),
+    def save_checkpoint(step: int) -> int | None:
+        return recorder.checkpoint(
+            step, checkpoint_state(model, optimizer, run["optimizer"], device)
         )
 
+    diverged = None
     try:
-        for step in tqdm(range(total_steps), desc=f"train {run_name}", disable=None):
-            if step in saved_steps:
-                save_checkpoint(step)
+        for step in tqdm(range(start, total_steps), desc=f"train {run_name}", disable=None):
+            if step in saved_steps and not (resumed and step == start):
+                diverged = save_checkpoint(step)
+                if diverged is not None:
+                    break
             epoch, position = divmod(step, steps_per_epoch)
-            if position == 0:
+            if position == 0 or step == start:
                 order = epoch_order(run["seed"], epoch, train_size)
             indices = order[position * batch_size : (position + 1) * batch_size]
-            batches[step] = indices.numpy()
-            lrs[step] = learning_rate(run, step)
+            recorder.batches[step] = indices.numpy()
             for group in optimizer.param_groups:
                 group["lr"] = lrs[step]
-
             inputs, targets = task.batch(indices)
             loss = task.loss(model(inputs), targets)
             optimizer.zero_grad()
             loss.backward()
-            with torch.no_grad():
-                before = [p.clone() for p in params]
-                optimizer.step()
-                losses[step] = loss
-                grad_norms[step] = _norm([p.grad for p in params])
-                update_norms[step] = _norm(torch._foreach_sub(before, params))
-        save_checkpoint(total_steps)
-        val_loss, val_accuracy = evaluate(model, task)
+            recorder.before_step()
+            optimizer.step()
+            recorder.after_step(step, loss.detach())
+        else:
+            if not (resumed and start == total_steps):  # killed after its last checkpoint
+                diverged = save_checkpoint(total_steps)
     except BaseException:
+        recorder.close()
         writer.abandon()
         raise
+    recorder.close()
+    if diverged is not None:
+        writer.finish(status="diverged", diverged_step=diverged)
+        print(
+            f"{run_name or out_path}: diverged at step {diverged} (non-finite loss)",
+            file=sys.stderr,
+        )
+        return "diverged"
+    val_loss, val_accuracy = evaluate(model, task)
     writer.finish(final_val_loss=val_loss, final_val_accuracy=val_accuracy)
     print(
         f"{run_name or out_path}: {total_steps} steps, {len(saved_steps)} checkpoints, "
-        f"final train loss {losses[-1].item():.4f}, validation accuracy {val_accuracy:.4f}",
+        f"last train loss {recorder.losses[-1].item():.4f}, validation accuracy {val_accuracy:.4f}",
         file=sys.stderr,
     )
+    return "complete"
 
 
-def _norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)).double())
+def _total_norms(per_tensor: torch.Tensor) -> np.ndarray:
+    """[steps, tensors] norms of each parameter tensor -> [steps] norms over all of them."""
+    return torch.linalg.vector_norm(per_tensor.double(), dim=1).cpu().numpy()
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -80,7 +81,11 @@ def _write_spec(group: h5py.Group, named: list[tuple[str, torch.Tensor]]) -> Non
 
 
 class TrajectoryWriter:
-    """Writes one run's trajectory under `<path>.partial`; `finish()` renames it to `path`."""
+    """Writes one run's trajectory under `<path>.partial`; `finish()` renames it to `path`.
+
+    If a partial file of the same run is there (a killed job), it is reopened and cut back to its
+    last whole checkpoint: `resume_state()` returns that checkpoint, and training goes on from it.
+    """
 
     def __init__(
         self,
@@ -91,20 +96,33 @@ class TrajectoryWriter:
         rng_sizes: dict[str, int],
         batch_size: int,
         device: str,
+        data_provenance: dict | None = None,
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        identity = {
+            "config": json.dumps(run_config, sort_keys=True),
+            "torch_version": str(torch.__version__),  # a str subclass h5py cannot store
+            "device": device,
+            "data_provenance": json.dumps(data_provenance or {}, sort_keys=True),
+        }
+        self.file = self._reopen(identity)
+        if self.file is None:
+            self._create(identity, model, optimizer_size, rng_sizes, batch_size)
+        # Looked up once: h5py's lookup by name costs more than a small append.
+        self.datasets = {dataset.name[1:]: dataset for dataset in _datasets(self.file)}
+        self.rng_names = list(self.file["checkpoints/rng"])
+
+    def _create(self, identity, model, optimizer_size, rng_sizes, batch_size) -> None:
         self.file = h5py.File(partial_path(self.path), "w")
         param_count = sum(p.numel() for p in model.parameters())
         self.file.attrs.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,
-            config=json.dumps(run_config, sort_keys=True),
             status="running",
             param_count=param_count,
-            torch_version=str(torch.__version__),  # a str subclass h5py cannot store
-            device=device,
             created=datetime.datetime.now(datetime.UTC).isoformat(),
+            **identity,
         )
         _write_spec(self.file.create_group("params"), list(model.named_parameters()))
         _write_spec(self.file.create_group("buffers"), list(model.named_buffers()))
@@ -129,6 +147,46 @@ class TrajectoryWriter:
         for name, size in rng_sizes.items():
             self._rows(rng, name, size, np.uint8)
 
+    def _reopen(self, identity: dict) -> h5py.File | None:
+        """The partial file of this same run, cut back to its last whole checkpoint, or None."""
+        partial = partial_path(self.path)
+        if not partial.exists():
+            return None
+        try:
+            file = h5py.File(partial, "r+")
+            same_run = all(file.attrs.get(key) == value for key, value in identity.items())
+            checkpoint_count = len(file["checkpoints/step"])
+        except (OSError, KeyError) as error:
+            print(f"{partial}: unreadable ({error}); training from the start", file=sys.stderr)
+            partial.unlink()
+            return None
+        if not same_run or checkpoint_count == 0:
+            file.close()
+            print(
+                f"{partial}: another run or no checkpoint; training from the start", file=sys.stderr
+            )
+            return None
+        # /checkpoints/step is written last: it says which checkpoints are whole.
+        for dataset in _datasets(file["checkpoints"]):
+            dataset.resize(checkpoint_count, axis=0)
+        last_step = int(file["checkpoints/step"][-1])
+        for dataset in _datasets(file["steps"]):
+            dataset.resize(last_step, axis=0)
+        print(f"{partial}: resuming from the checkpoint at step {last_step}", file=sys.stderr)
+        return file
+
+    def resume_state(self) -> dict | None:
+        """The last checkpoint of a reopened partial file (step, weights, buffers, optimizer,
+        rng), or None when training starts from scratch."""
+        checkpoints = self.file["checkpoints"]
+        if len(checkpoints["step"]) == 0:
+            return None
+        return {
+            "step": int(checkpoints["step"][-1]),
+            **{name: checkpoints[name][-1] for name in ("weights", "buffers", "optimizer")},
+            "rng": {name: dataset[-1] for name, dataset in checkpoints["rng"].items()},
+        }
+
     @staticmethod
     def _rows(group: h5py.Group, name: str, width: int, dtype) -> None:
         """A [K, width] dataset grown one checksummed row (one chunk) per checkpoint."""
@@ -150,21 +208,20 @@ class TrajectoryWriter:
     def append_steps(self, columns: dict[str, np.ndarray]) -> None:
         """Append a block of /steps rows: every STEP_COLUMNS entry plus batch_indices."""
         for name in [*STEP_COLUMNS, "batch_indices"]:
-            self._append(self.file["steps"][name], np.asarray(columns[name]))
+            self._append(self.datasets[f"steps/{name}"], np.asarray(columns[name]))
 
     def append_checkpoint(
         self, step: int, weights, buffers, optimizer_state, rng_states: dict[str, np.ndarray]
     ) -> None:
-        checkpoints = self.file["checkpoints"]
-        self._append(checkpoints["step"], np.array([step]))
-        for name, row in [
-            ("weights", weights),
-            ("buffers", buffers),
-            ("optimizer", optimizer_state),
-        ]:
-            self._append(checkpoints[name], np.asarray(row, dtype=np.float32)[None, :])
-        for name, row in rng_states.items():
-            self._append(checkpoints["rng"][name], np.asarray(row, dtype=np.uint8)[None, :])
+        """Append one checkpoint and flush: a job killed after this resumes from here."""
+        rows = {"weights": weights, "buffers": buffers, "optimizer": optimizer_state}
+        for name, row in rows.items():
+            self._append(self.datasets[f"checkpoints/{name}"], np.asarray(row, np.float32)[None])
+        for name in self.rng_names:
+            rng = np.asarray(rng_states[name], np.uint8)[None]
+            self._append(self.datasets[f"checkpoints/rng/{name}"], rng)
+        self._append(self.datasets["checkpoints/step"], np.array([step]))  # last: marks it whole
+        self.file.flush()
 
     def finish(self, status: str = "complete", **attrs) -> Path:
         self.file.attrs.update(status=status, **attrs)
@@ -173,9 +230,18 @@ class TrajectoryWriter:
         return self.path
 
     def abandon(self) -> None:
-        """Close without renaming: the partial file stays for inspection (or a later resume)."""
+        """Close without renaming: the partial file stays for a later resume."""
         if self.file.id.valid:
             self.file.close()
+
+
+def _datasets(group: h5py.Group):
+    """Every dataset below a group."""
+    for item in group.values():
+        if isinstance(item, h5py.Dataset):
+            yield item
+        else:
+            yield from _datasets(item)
 
 
 # --- reader ------------------------------------------------------------------------------------
@@ -195,6 +261,11 @@ class TrajectoryReader:
             raise TrajectoryError(
                 f"{self.path}: not a {FORMAT} file of version {FORMAT_VERSION} "
                 f"(format={attrs.get('format')!r}, format_version={attrs.get('format_version')!r})"
+            )
+        if require_complete and attrs["status"] == "diverged":
+            raise TrajectoryError(
+                f"{self.path}: training diverged at step {attrs['diverged_step']} "
+                "(non-finite loss); there is no path to measure"
             )
         if require_complete and attrs["status"] != "complete":
             raise TrajectoryError(f"{self.path}: status is {attrs['status']!r}, not 'complete'")

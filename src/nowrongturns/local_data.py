@@ -1,0 +1,409 @@
+"""Tasks whose data are read from a directory (run key `data_dir`), never downloaded.
+
+CIFAR-10/100 (torchvision's python format), ImageNet (ImageFolder), WikiText-2 (token files) and
+ISPRS Vaihingen (orthophoto and ground-truth TIFFs). A missing or malformed directory stops the
+load with a DataLayoutError naming the path and the layout expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .data import (
+    DataLayoutError,
+    DatasetExamples,
+    ImageStandardizer,
+    Task,
+    in_memory_task,
+    numpy_examples,
+    positive_int,
+    split_indices,
+    token_windows,
+)
+
+
+def data_dir(run: dict, task: str, layout: str) -> Path:
+    """The run's `data_dir`, which must be a directory; errors name the key or the path."""
+    if not run.get("data_dir"):
+        raise ValueError(
+            f"{task}: the run key `data_dir` is missing or empty; "
+            f"it must name the directory holding {layout}"
+        )
+    root = Path(run["data_dir"]).expanduser()
+    if not root.is_dir():
+        raise DataLayoutError(f"{task}: data_dir {root} is not a directory (expected {layout})")
+    return root
+
+
+def require(task: str, root: Path, names: list[str], layout: str) -> None:
+    """Stop, naming what is missing, unless every path `names` lists exists under `root`."""
+    missing = [name for name in names if not (root / name).exists()]
+    if missing:
+        raise DataLayoutError(f"{task}: {root} has no {', '.join(missing)} (expected {layout})")
+
+
+def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each channel of uint8 images [N, C, H, W], on the [0, 1] scale.
+
+    Counted from each channel's histogram of the 256 values: exact, and no float copy of the
+    images. A constant channel gets std 1/255 rather than a division by zero.
+    """
+    values = np.arange(256) / 255.0
+    counts = np.stack(
+        [np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])]
+    )
+    mean = counts @ values / counts.sum(axis=1)
+    std = np.sqrt(np.maximum(counts @ values**2 / counts.sum(axis=1) - mean**2, 0))
+    return mean, np.maximum(std, 1 / 255)
+
+
+def cifar_files(cifar_class) -> list[tuple[str, str]]:
+    """(name, official md5) of every file a torchvision CIFAR class reads, in its folder."""
+    data_files = [(name, md5) for name, md5 in cifar_class.train_list + cifar_class.test_list]
+    return [*data_files, (cifar_class.meta["filename"], cifar_class.meta["md5"])]
+
+
+def cifar_layout(cifar_class) -> str:
+    names = [name for name, _ in cifar_files(cifar_class)]
+    return (
+        f"torchvision's {cifar_class.__name__} python format: {cifar_class.base_folder}/ "
+        f"holding {', '.join(names)}, as extracted from {cifar_class.filename}"
+    )
+
+
+def without_md5(cifar_class):
+    """`cifar_class` checking that its files exist, but not that their md5 is the official one.
+
+    torchvision refuses any file whose md5 differs from the official release's. We read any
+    well-formed files instead, and record in the task's provenance whether they are the official
+    release (`official_release`): the same loader then reads the real data and the tests' tiny
+    files in the real format, and a trajectory says which it was trained on. A truncated or
+    corrupt file still stops the load, when it fails to unpickle or to reshape.
+    """
+    return type(
+        cifar_class.__name__,
+        (cifar_class,),
+        {
+            "train_list": [[name, None] for name, _ in cifar_class.train_list],
+            "test_list": [[name, None] for name, _ in cifar_class.test_list],
+            "meta": {**cifar_class.meta, "md5": None},  # check_integrity(path, None): exists
+        },
+    )
+
+
+def is_official_release(root: Path, cifar_class) -> bool:
+    from torchvision.datasets.utils import check_integrity
+
+    folder = root / cifar_class.base_folder
+    return all(check_integrity(folder / name, md5) for name, md5 in cifar_files(cifar_class))
+
+
+def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
+    """The official train and test sets of a torchvision CIFAR class, as train and validation.
+
+    Images stay uint8 [N, 3, 32, 32] in memory; a batch is float32, standardized by the
+    channel mean and std of the training images.
+    """
+    layout = cifar_layout(cifar_class)
+    root = data_dir(run, name, layout)
+    folder = cifar_class.base_folder
+    require(name, root, [f"{folder}/{file}" for file, _ in cifar_files(cifar_class)], layout)
+    reader = without_md5(cifar_class)
+    # A malformed pickle fails in many ways; torchvision itself raises RuntimeError.
+    try:
+        train, test = [reader(root, train=split, download=False) for split in (True, False)]
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+    ) as error:
+        raise DataLayoutError(
+            f"{name}: cannot read {root / folder} ({error!r}); expected {layout}"
+        ) from error
+    splits = [cifar_arrays(dataset, name, num_classes, root) for dataset in (train, test)]
+    standardize = ImageStandardizer(*channel_statistics(splits[0][0]))
+    provenance = {
+        "data_dir": str(root.resolve()),
+        "official_release": is_official_release(root, cifar_class),
+    }
+    return Task(
+        name,
+        "classification",
+        numpy_examples(*splits[0], standardize),
+        numpy_examples(*splits[1], standardize),
+        num_classes,
+        (3, 32, 32),
+        provenance=provenance,
+    )
+
+
+def cifar_arrays(dataset, name: str, num_classes: int, root: Path):
+    """uint8 images [N, 3, 32, 32] and int64 labels of a torchvision CIFAR dataset."""
+    if dataset.data.dtype != np.uint8:
+        raise DataLayoutError(f"{name}: {root} holds {dataset.data.dtype} pixels, not uint8")
+    labels = np.asarray(dataset.targets, dtype=np.int64)
+    if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
+        raise DataLayoutError(f"{name}: {root} has labels outside 0..{num_classes - 1}")
+    return dataset.data.transpose(0, 3, 1, 2), labels  # torchvision holds them [N, H, W, C]
+
+
+def load_cifar10(run: dict) -> Task:
+    """CIFAR-10 in torchvision's python format under `data_dir`: 50 000 train, 10 000 test."""
+    from torchvision.datasets import CIFAR10
+
+    return load_cifar(run, "cifar10", CIFAR10, num_classes=10)
+
+
+def load_cifar100(run: dict) -> Task:
+    """CIFAR-100 (fine labels) in torchvision's python format under `data_dir`."""
+    from torchvision.datasets import CIFAR100
+
+    return load_cifar(run, "cifar100", CIFAR100, num_classes=100)
+
+
+IMAGENET_LAYOUT = (
+    "ImageFolder trees train/<wnid>/*.JPEG and val/<wnid>/*.JPEG, the validation images sorted "
+    "into the same class folders as the training images"
+)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def image_folder(folder: Path, transform):
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(folder, transform=transform)
+    except OSError as error:  # no class folder, or a class folder without images
+        raise DataLayoutError(
+            f"imagenet: {folder} is not an image folder ({error}); expected {IMAGENET_LAYOUT}"
+        ) from error
+
+
+def load_imagenet(run: dict) -> Task:
+    """ImageNet (ILSVRC-2012) as ImageFolder trees under `data_dir`, read from disk on demand.
+
+    The transform is deterministic (resize 256, center crop 224, ImageNet mean/std), so a
+    minibatch is a function of its indices alone. Inputs float32 [B, 3, 224, 224].
+    """
+    from torchvision import transforms
+
+    root = data_dir(run, "imagenet", IMAGENET_LAYOUT)
+    require("imagenet", root, ["train", "val"], IMAGENET_LAYOUT)
+    transform = transforms.Compose(
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    train, val = image_folder(root / "train", transform), image_folder(root / "val", transform)
+    if train.classes != val.classes:  # else a label would mean different classes in the two
+        raise DataLayoutError(
+            f"imagenet: {root / 'val'} and {root / 'train'} have different class folders "
+            f"(expected {IMAGENET_LAYOUT})"
+        )
+    provenance = {"data_dir": str(root.resolve()), "train_images": len(train)}
+    return Task(
+        "imagenet",
+        "classification",
+        DatasetExamples(train),
+        DatasetExamples(val),
+        len(train.classes),
+        (3, 224, 224),
+        provenance=provenance,
+    )
+
+
+WIKITEXT2_LAYOUT = (
+    "WikiText-2's wiki.train.tokens and wiki.valid.tokens (the wikitext-2/ folder of "
+    "wikitext-2-v1.zip)"
+)
+
+
+def wikitext_tokens(path: Path) -> list[str]:
+    """The words of each line and `<eos>` at its end, as PyTorch's word_language_model reads."""
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return [word for line in lines for word in [*line.split(), "<eos>"]]
+    except UnicodeDecodeError as error:
+        raise DataLayoutError(f"wikitext2: {path} is not UTF-8 text ({error})") from error
+
+
+def wikitext_ids(path: Path, index: dict[str, int]) -> np.ndarray:
+    tokens = wikitext_tokens(path)
+    unknown = next((token for token in tokens if token not in index), None)
+    if unknown is not None:
+        raise DataLayoutError(
+            f"wikitext2: {path} has the token {unknown!r}, which wiki.train.tokens lacks "
+            "(WikiText marks rare words <unk> in every file)"
+        )
+    return np.array([index[token] for token in tokens], dtype=np.int64)
+
+
+def load_wikitext2(run: dict) -> Task:
+    """WikiText-2 at word level: train on wiki.train.tokens, validate on wiki.valid.tokens.
+
+    The vocabulary is the sorted set of the training file's tokens (`<eos>` included); windows
+    of `context` + 1 tokens (run key `context`) as for pydoc. Inputs and targets int64.
+    """
+    context = positive_int(run, "context", "wikitext2")
+    root = data_dir(run, "wikitext2", WIKITEXT2_LAYOUT)
+    train_file, valid_file = root / "wiki.train.tokens", root / "wiki.valid.tokens"
+    require("wikitext2", root, [train_file.name, valid_file.name], WIKITEXT2_LAYOUT)
+    vocabulary = sorted(set(wikitext_tokens(train_file)))
+    index = {token: i for i, token in enumerate(vocabulary)}
+    train = token_windows(wikitext_ids(train_file, index), context, f"wikitext2: {train_file}")
+    valid = token_windows(wikitext_ids(valid_file, index), context, f"wikitext2: {valid_file}")
+    with train_file.open("rb") as file:
+        train_sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    provenance = {
+        "data_dir": str(root.resolve()),
+        "train_sha256": train_sha256,
+        "vocabulary_size": len(vocabulary),
+    }
+    return Task(
+        "wikitext2",
+        "language",
+        numpy_examples(*train),
+        numpy_examples(*valid),
+        len(vocabulary),
+        (context,),
+        provenance=provenance,
+    )
+
+
+VAIHINGEN_LAYOUT = (
+    "the ISPRS Vaihingen 2D semantic labeling layout: top/top_mosaic_09cm_area<N>.tif "
+    "(3-channel IRRG images) and gts_for_participants/top_mosaic_09cm_area<N>.tif "
+    "(RGB colour-coded ground truth)"
+)
+VAIHINGEN_AREA = re.compile(r"top_mosaic_09cm_area(\d+)\.tif")
+# The ISPRS colour code of each class in the ground-truth masks.
+VAIHINGEN_COLOURS = {
+    (255, 255, 255): 0,  # impervious surfaces
+    (0, 0, 255): 1,  # building
+    (0, 255, 255): 2,  # low vegetation
+    (0, 255, 0): 3,  # tree
+    (255, 255, 0): 4,  # car
+    (255, 0, 0): 5,  # clutter/background
+}
+
+
+def read_rgb_tif(path: Path) -> np.ndarray:
+    """A 3-channel uint8 TIFF as [H, W, 3]."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+    except OSError as error:  # PIL's UnidentifiedImageError is an OSError
+        raise DataLayoutError(f"vaihingen: cannot read {path} as an image ({error})") from error
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise DataLayoutError(
+            f"vaihingen: {path} holds {pixels.dtype} pixels of shape {pixels.shape}, "
+            "expected 3 channels of uint8"
+        )
+    return pixels
+
+
+def rgb_code(rgb) -> np.ndarray:
+    """One integer per colour, so that a colour is compared in one operation."""
+    rgb = np.asarray(rgb, dtype=np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def mask_labels(path: Path) -> np.ndarray:
+    """The class of each pixel of a colour-coded ground-truth mask, uint8 [H, W]."""
+    colours = read_rgb_tif(path)
+    codes = rgb_code(colours)
+    labels = np.full(codes.shape, 255, dtype=np.uint8)
+    for colour, label in VAIHINGEN_COLOURS.items():
+        labels[codes == rgb_code(colour)] = label
+    unknown = np.argwhere(labels == 255)
+    if len(unknown):
+        row, col = unknown[0]
+        raise DataLayoutError(
+            f"vaihingen: {path} has the colour {tuple(colours[row, col].tolist())} at pixel "
+            f"(row {row}, column {col}), none of the ISPRS classes {list(VAIHINGEN_COLOURS)}"
+        )
+    return labels
+
+
+def tiles(array: np.ndarray, size: int) -> np.ndarray:
+    """The non-overlapping size x size tiles of a [C, H, W] array, row by row: [N, C, size,
+    size]. Partial tiles at the right and bottom borders are dropped."""
+    channels, height, width = array.shape
+    rows, cols = height // size, width // size
+    grid = array[:, : rows * size, : cols * size].reshape(channels, rows, size, cols, size)
+    return grid.transpose(1, 3, 0, 2, 4).reshape(rows * cols, channels, size, size)
+
+
+def vaihingen_masks(root: Path) -> dict[int, Path]:
+    """The ground-truth mask of each area that has one, by area number in increasing order."""
+    folder = root / "gts_for_participants"
+    found = {p: VAIHINGEN_AREA.fullmatch(p.name) for p in folder.iterdir()}
+    masks = dict(sorted((int(match.group(1)), p) for p, match in found.items() if match))
+    if not masks:
+        raise DataLayoutError(
+            f"vaihingen: {folder} has no top_mosaic_09cm_area<N>.tif (expected {VAIHINGEN_LAYOUT})"
+        )
+    require("vaihingen", root, [f"top/{p.name}" for p in masks.values()], VAIHINGEN_LAYOUT)
+    return masks
+
+
+def area_tiles(mask_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 image tiles [N, 3, size, size] and label tiles [N, size, size] of one area."""
+    image_path = mask_path.parents[1] / "top" / mask_path.name
+    image, labels = read_rgb_tif(image_path), mask_labels(mask_path)
+    if image.shape[:2] != labels.shape:
+        raise DataLayoutError(
+            f"vaihingen: {image_path} is {image.shape[:2]} pixels, but its ground truth "
+            f"{mask_path} is {labels.shape}"
+        )
+    return tiles(image.transpose(2, 0, 1), size), tiles(labels[None], size)[:, 0]
+
+
+def load_vaihingen(run: dict) -> Task:
+    """ISPRS Vaihingen 2D semantic labeling: 6 classes per pixel, from IRRG orthophotos.
+
+    Every area with a ground-truth mask is cut into non-overlapping tiles of `tile` pixels (run
+    key `tile`, default 256), partial tiles at the borders dropped, as the paper's segmentation
+    code tiled the areas into fixed-size patches. Our choice: the tiles of all areas are pooled
+    and split into train and validation by `split_indices`, the benchmark's test areas having no
+    public ground truth. Tiles stay uint8 in memory; a batch is float32 [B, 3, tile, tile],
+    standardized by the channel mean and std of the training tiles; targets int64.
+    """
+    size = positive_int(run, "tile", "vaihingen", default=256)
+    root = data_dir(run, "vaihingen", VAIHINGEN_LAYOUT)
+    require("vaihingen", root, ["top", "gts_for_participants"], VAIHINGEN_LAYOUT)
+    masks = vaihingen_masks(root)
+    per_area = [area_tiles(mask_path, size) for mask_path in masks.values()]
+    images, labels = (np.concatenate(arrays) for arrays in zip(*per_area))
+    if len(images) == 0:
+        raise DataLayoutError(
+            f"vaihingen: no area under {root} is at least `tile` = {size} pixels wide and high"
+        )
+    train, _ = split_indices(len(images))
+    standardize = ImageStandardizer(*channel_statistics(images[train]))
+    provenance = {"data_dir": str(root.resolve()), "areas": list(masks), "tile": size}
+    return in_memory_task(
+        "vaihingen", "segmentation", images, labels, len(VAIHINGEN_COLOURS), standardize, provenance
+    )
+
+
+TASKS = {
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "imagenet": load_imagenet,
+    "wikitext2": load_wikitext2,
+    "vaihingen": load_vaihingen,
+}

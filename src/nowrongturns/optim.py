@@ -1,0 +1,121 @@
+"""Optimizers and learning-rate schedules from a run config, and the optimizer state as a vector.
+
+optimizer = build_optimizer(run, model)
+lrs = lr_schedule(run, total_steps)            # float64 [T], the lr of every step
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Per-parameter optimizer state stored in /checkpoints/optimizer, in this order, with its size
+# per parameter: "param" for a tensor shaped like the parameter, 1 for a scalar.
+STATE_LAYOUT = {
+    "sgd": (),
+    "momentum": (("momentum_buffer", "param"),),
+    "adam": (("step", 1), ("exp_avg", "param"), ("exp_avg_sq", "param")),
+    "adamw": (("step", 1), ("exp_avg", "param"), ("exp_avg_sq", "param")),
+}
+
+
+def build_optimizer(run: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Weight decay is coupled (added to the gradient) except in AdamW, where it is decoupled."""
+    params, lr, decay = model.parameters(), run["lr"], run["weight_decay"]
+    name = run["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=decay)
+    if name == "momentum":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=run["momentum"], nesterov=run["nesterov"], weight_decay=decay
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
+    raise ValueError(f"optimizer {name!r} is unknown; known: {', '.join(STATE_LAYOUT)}")
+
+
+def _state_slots(optimizer: torch.optim.Optimizer, name: str):
+    """(parameter, state key, size) for every slot of the flat state vector, in order."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for key, size in STATE_LAYOUT[name]:
+        for param in params:
+            yield param, key, param.numel() if size == "param" else size
+
+
+def state_size(optimizer: torch.optim.Optimizer, name: str) -> int:
+    return sum(size for _, _, size in _state_slots(optimizer, name))
+
+
+def state_vector(optimizer: torch.optim.Optimizer, name: str) -> torch.Tensor:
+    """The optimizer state, flat. State not created yet (before the first step) is zeros, which
+    every optimizer here treats exactly as it treats missing state."""
+    parts = []
+    for param, key, size in _state_slots(optimizer, name):
+        value = optimizer.state[param].get(key)
+        parts.append(
+            torch.zeros(size, device=param.device) if value is None else value.reshape(-1).float()
+        )
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def load_state_vector(optimizer: torch.optim.Optimizer, name: str, vector) -> None:
+    offset = 0
+    for param, key, size in _state_slots(optimizer, name):
+        values = torch.as_tensor(vector[offset : offset + size]).to(param.device)
+        if key == "step":  # Adam keeps its step count as a float32 scalar tensor on the CPU
+            optimizer.state[param][key] = values.reshape(()).cpu().float()
+        else:
+            optimizer.state[param][key] = values.reshape(param.shape).to(param.dtype).clone()
+        offset += size
+
+
+def lr_schedule(run: dict, total_steps: int) -> np.ndarray:
+    """The learning rate of every step 0..T-1 (float64), peaking at `lr`."""
+    steps = np.arange(total_steps, dtype=np.float64)
+    peak, name = run["lr"], run["schedule"]
+    if name == "constant":
+        return np.full(total_steps, peak)
+    if name == "step":
+        passed = sum(steps >= round(m * total_steps) for m in run["milestones"])
+        return peak * run["decay"] ** passed
+    if name in ("warmup_cosine", "linear_decay"):
+        warmup_steps = round(run["warmup"] * total_steps)
+        final = run["final_lr"] * peak
+        # fraction of the decay phase done at each step (0 during warm-up)
+        done = np.clip((steps - warmup_steps) / max(total_steps - warmup_steps, 1), 0, 1)
+        shape = 0.5 * (1 + np.cos(math.pi * done)) if name == "warmup_cosine" else 1 - done
+        lrs = final + (peak - final) * shape
+        if warmup_steps:
+            lrs[:warmup_steps] = peak * (steps[:warmup_steps] + 1) / warmup_steps
+        return lrs
+    if name == "file":
+        return file_schedule(run["schedule_file"], total_steps)
+    raise ValueError(f"schedule {name!r} is unknown")
+
+
+def file_schedule(path: str, total_steps: int) -> np.ndarray:
+    """A schedule from a JSON file with lists `progress` (t/T) and `lr`, interpolated at t/T."""
+    if not path or not Path(path).is_file():
+        raise ValueError(f"schedule_file {path!r}: no such file (schedule: file needs one)")
+    document = json.loads(Path(path).read_text())
+    try:
+        progress = np.asarray(document["progress"], dtype=np.float64)
+        lrs = np.asarray(document["lr"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"schedule_file {path}: needs numeric lists 'progress' and 'lr'"
+        ) from error
+    if progress.shape != lrs.shape or len(progress) == 0 or np.any(np.diff(progress) <= 0):
+        raise ValueError(
+            f"schedule_file {path}: 'progress' and 'lr' must have the same non-zero length, "
+            "with progress strictly increasing"
+        )
+    if np.any(lrs <= 0) or not np.all(np.isfinite(lrs)):
+        raise ValueError(f"schedule_file {path}: every lr must be positive and finite")
+    return np.interp(np.arange(total_steps) / total_steps, progress, lrs)

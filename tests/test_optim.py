@@ -1,0 +1,123 @@
+"""Optimizers and schedules: every pairing trains, schedules have their shapes, `file` is exact."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_run
+
+from nowrongturns.optim import (
+    STATE_LAYOUT,
+    build_optimizer,
+    load_state_vector,
+    lr_schedule,
+    state_vector,
+)
+from nowrongturns.train import train
+
+SCHEDULES = ["constant", "step", "warmup_cosine", "linear_decay", "file"]
+
+
+@pytest.fixture
+def schedule_file(tmp_path):
+    path = tmp_path / "schedule.json"
+    path.write_text(json.dumps({"progress": [0.0, 0.5, 1.0], "lr": [0.01, 0.1, 0.02]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("optimizer", list(STATE_LAYOUT))
+def test_every_optimizer_with_every_schedule(tmp_path, optimizer, schedule, schedule_file):
+    run = tiny_run(
+        model="mlp",
+        optimizer=optimizer,
+        schedule=schedule,
+        batch_size=256,
+        schedule_file=schedule_file,
+        lr=0.01 if "adam" in optimizer else 0.05,
+        weight_decay=1e-4,
+    )
+    assert train(run, tmp_path / "t.h5", device="cpu") == "complete"
+    with h5py.File(tmp_path / "t.h5") as f:
+        total_steps = len(f["steps/lr"])  # 1437 // 256 = 5 steps
+        assert np.array_equal(f["steps/lr"][:], lr_schedule(run, total_steps))
+        assert np.isfinite(f["steps/loss"][:]).all()
+        assert f["steps/loss"][-1] < f["steps/loss"][0]
+
+
+def test_schedule_shapes():
+    run = tiny_run(lr=0.1, warmup=0.1, milestones=[0.5, 0.75], decay=0.1, final_lr=0.0)
+    steps = lr_schedule({**run, "schedule": "step"}, 100)
+    assert steps[49] == pytest.approx(0.1) and steps[50] == pytest.approx(0.01)
+    assert steps[75] == pytest.approx(0.001)
+    for name in ("warmup_cosine", "linear_decay"):
+        lrs = lr_schedule({**run, "schedule": name}, 100)
+        assert np.all(np.diff(lrs[:10]) > 0), name  # warm-up
+        assert lrs[9] == pytest.approx(0.1) and lrs.max() == pytest.approx(0.1), name
+        assert np.all(np.diff(lrs[10:]) <= 0) and lrs[-1] < 0.01, name  # decay to final_lr
+    assert lr_schedule({**run, "schedule": "linear_decay"}, 100)[55] == pytest.approx(0.05)
+
+
+def test_file_schedule_is_reproduced_exactly(tmp_path):
+    total_steps = 44
+    wanted = np.random.default_rng(0).uniform(0.01, 0.1, total_steps)
+    path = tmp_path / "schedule.json"
+    path.write_text(
+        json.dumps(
+            {"progress": (np.arange(total_steps) / total_steps).tolist(), "lr": wanted.tolist()}
+        )
+    )
+    train(tiny_run(schedule="file", schedule_file=str(path)), tmp_path / "t.h5", device="cpu")
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert np.array_equal(f["steps/lr"][:], wanted)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ({"progress": [0, 1]}, "needs numeric lists"),
+        ({"progress": [0, 1], "lr": [0.1]}, "same non-zero length"),
+        ({"progress": [0.5, 0.2], "lr": [0.1, 0.1]}, "strictly increasing"),
+        ({"progress": [0, 1], "lr": [0.1, -1]}, "positive"),
+    ],
+)
+def test_bad_schedule_file_names_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as error:
+        lr_schedule(tiny_run(schedule="file", schedule_file=str(path)), 10)
+    assert "bad.json" in str(error.value)
+
+
+@pytest.mark.parametrize("name", list(STATE_LAYOUT))
+def test_optimizer_state_round_trip(name):
+    """A fresh optimizer loaded from the state vector takes the very same next step."""
+    torch.manual_seed(0)
+    run = tiny_run(optimizer=name, weight_decay=1e-3)
+    model = torch.nn.Linear(5, 3)
+    inputs = torch.randn(8, 5)
+
+    def step(optimizer):
+        optimizer.zero_grad()
+        model(inputs).square().mean().backward()
+        optimizer.step()
+
+    original = build_optimizer(run, model)
+    step(original)
+    saved_weights = [p.detach().clone() for p in model.parameters()]
+    vector = state_vector(original, name)
+    step(original)
+    expected = [p.detach().clone() for p in model.parameters()]
+
+    with torch.no_grad():
+        for param, saved in zip(model.parameters(), saved_weights):
+            param.copy_(saved)
+    restored = build_optimizer(run, model)
+    load_state_vector(restored, name, vector.numpy())
+    step(restored)
+    for param, want in zip(model.parameters(), expected):
+        assert torch.equal(param, want)

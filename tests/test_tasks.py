@@ -1,0 +1,388 @@
+"""Every task through `load_task`: embedded data as shipped, local-path data as tiny files in the
+real on-disk format (CIFAR pickles, an ImageFolder tree, WikiText token files, Vaihingen TIFFs)."""
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_run
+from PIL import Image
+
+from nowrongturns.data import DataLayoutError, load_task, split_indices
+
+LOCAL_TASKS = ["cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen"]
+
+
+def standardized(images: np.ndarray) -> np.ndarray:
+    """uint8 images [N, C, H, W] on [0, 1], standardized by their own channel mean and std."""
+    scaled = images / 255.0
+    mean = scaled.mean(axis=(0, 2, 3), keepdims=True)
+    return (scaled - mean) / scaled.std(axis=(0, 2, 3), keepdims=True)
+
+
+def assert_batches_repeat(task, split: str = "train"):
+    size = task.train_size if split == "train" else len(task.validation)
+    indices = torch.tensor([size - 1, 0, size // 2])
+    first, second = task.batch(indices, split), task.batch(indices, split)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+# Embedded tasks.
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_task(tiny_run(task="mnist5k"))
+
+
+def test_mnist5k(mnist5k):
+    task = mnist5k
+    assert (task.kind, task.num_classes, task.input_shape) == ("classification", 10, (1, 28, 28))
+    assert (task.train_size, len(task.validation)) == (4000, 1000)
+    inputs, targets = task.batch(torch.arange(task.train_size))
+    assert inputs.dtype == torch.float32 and inputs.min() == 0 and inputs.max() == 1
+    assert targets.dtype == torch.int64 and set(targets.tolist()) == set(range(10))
+    again = load_task(tiny_run(task="mnist5k"))  # the split is the same in every load
+    assert torch.equal(again.train.inputs, task.train.inputs)
+    assert torch.equal(again.validation.targets, task.validation.targets)
+    assert_batches_repeat(task)
+
+
+def test_mnist5k_seg_labels_digit_pixels_with_the_class(mnist5k):
+    task = load_task(tiny_run(task="mnist5k-seg"))
+    assert (task.kind, task.num_classes, task.input_shape) == ("segmentation", 11, (1, 28, 28))
+    assert (task.train_size, len(task.validation)) == (4000, 1000)
+    for split in ("train", "validation"):
+        images, classes = getattr(mnist5k, split).get(torch.arange(len(getattr(task, split))))
+        inputs, masks = task.batch(torch.arange(len(getattr(task, split))), split)
+        assert torch.equal(inputs, images) and masks.shape == (len(inputs), 28, 28)
+        expected = torch.where(images[:, 0] < 0.5, 0, 1 + classes[:, None, None])
+        assert torch.equal(masks, expected)
+    assert_batches_repeat(task)
+
+
+def test_pydoc_windows_of_the_bundled_topics():
+    from pydoc_data.topics import topics
+
+    text = "\n".join(topics[key] for key in sorted(topics))
+    vocabulary = sorted(set(text))
+    task = load_task(tiny_run(task="pydoc", context=32))
+    assert (task.kind, task.num_classes, task.input_shape) == ("language", len(vocabulary), (32,))
+    assert task.provenance == {
+        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "vocabulary_size": len(vocabulary),
+    }
+    train, validation = split_indices(len(text) // 33)
+    assert (task.train_size, len(task.validation)) == (len(train), len(validation))
+    inputs, targets = task.batch(torch.arange(3))
+    assert inputs.dtype == targets.dtype == torch.int64 and inputs.shape == (3, 32)
+    for row, window in enumerate(train[:3]):
+        start = 33 * window
+        assert "".join(vocabulary[i] for i in inputs[row]) == text[start : start + 32]
+        assert "".join(vocabulary[i] for i in targets[row]) == text[start + 1 : start + 33]
+    again = load_task(tiny_run(task="pydoc", context=32))
+    assert torch.equal(again.validation.inputs, task.validation.inputs)
+    assert_batches_repeat(task, "validation")
+
+
+def test_pydoc_needs_a_positive_context():
+    run = tiny_run(task="pydoc")
+    run.pop("context", None)
+    with pytest.raises(ValueError, match="`context`"):
+        load_task(run)
+    with pytest.raises(ValueError, match="`context`"):
+        load_task(tiny_run(task="pydoc", context=0))
+
+
+# Local-path tasks: writers of each format, then the loads.
+
+
+def write_pickle(path, content):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(content))
+
+
+def write_cifar10(root, rng):
+    """cifar-10-batches-py/ as torchvision reads it. The official pickles come from Python 2, whose
+    str keys torchvision's `pickle.load(encoding="latin1")` returns as str: so str keys here."""
+    folder = root / "cifar-10-batches-py"
+    batches = {f"data_batch_{i}": 2 for i in range(1, 6)} | {"test_batch": 3}
+    for name, count in batches.items():
+        write_pickle(
+            folder / name,
+            {
+                "batch_label": name,
+                "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                "labels": rng.integers(0, 10, count).tolist(),
+                "filenames": [f"{name}_{i}.png" for i in range(count)],
+            },
+        )
+    label_names = ["airplane", "automobile", "bird", "cat", "deer"]
+    label_names += ["dog", "frog", "horse", "ship", "truck"]
+    write_pickle(
+        folder / "batches.meta",
+        {"label_names": label_names, "num_cases_per_batch": 2, "num_vis": 3072},
+    )
+    return folder
+
+
+def write_cifar100(root, rng):
+    """cifar-100-python/ as torchvision reads it: fine and coarse labels, fine ones used."""
+    folder = root / "cifar-100-python"
+    for name, count in {"train": 6, "test": 2}.items():
+        write_pickle(
+            folder / name,
+            {
+                "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                "fine_labels": rng.integers(0, 100, count).tolist(),
+                "coarse_labels": rng.integers(0, 20, count).tolist(),
+                "filenames": [f"{name}_{i}.png" for i in range(count)],
+            },
+        )
+    names = {"fine_label_names": [f"fine{i}" for i in range(100)]}
+    write_pickle(folder / "meta", names | {"coarse_label_names": [f"c{i}" for i in range(20)]})
+    return folder
+
+
+def cifar_files(folder, names, label_key):
+    """uint8 images [N, 3, 32, 32] and labels of the batch files `names`, concatenated."""
+    batches = [pickle.loads((folder / name).read_bytes()) for name in names]
+    images = np.concatenate([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32)
+    return images, np.concatenate([batch[label_key] for batch in batches])
+
+
+@pytest.mark.parametrize(
+    "task_name, write, train_files, test_files, label_key, num_classes",
+    [
+        (
+            "cifar10",
+            write_cifar10,
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+            "labels",
+            10,
+        ),
+        ("cifar100", write_cifar100, ["train"], ["test"], "fine_labels", 100),
+    ],
+)
+def test_cifar(tmp_path, task_name, write, train_files, test_files, label_key, num_classes):
+    folder = write(tmp_path, np.random.default_rng(0))
+    task = load_task(tiny_run(task=task_name, data_dir=str(tmp_path)))
+    assert (task.kind, task.num_classes, task.input_shape) == (
+        "classification",
+        num_classes,
+        (3, 32, 32),
+    )
+    assert task.provenance == {"data_dir": str(tmp_path.resolve()), "official_release": False}
+    train_images, train_labels = cifar_files(folder, train_files, label_key)
+    test_images, test_labels = cifar_files(folder, test_files, label_key)
+    assert task.train.inputs.dtype == torch.uint8  # converted batch by batch, not held as float
+    assert torch.equal(task.train.inputs, torch.from_numpy(train_images))
+    inputs, labels = task.batch(torch.arange(len(train_labels)))
+    assert inputs.dtype == torch.float32
+    np.testing.assert_allclose(inputs.numpy(), standardized(train_images), atol=1e-5)
+    assert labels.tolist() == train_labels.tolist()
+    inputs, labels = task.batch(torch.arange(len(test_labels)), "validation")
+    assert torch.equal(task.validation.inputs, torch.from_numpy(test_images))
+    assert labels.tolist() == test_labels.tolist()
+    assert_batches_repeat(task)
+
+
+def test_cifar_corrupt_batch_names_the_folder(tmp_path):
+    folder = write_cifar10(tmp_path, np.random.default_rng(0))
+    (folder / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataLayoutError, match="cifar-10-batches-py"):
+        load_task(tiny_run(task="cifar10", data_dir=str(tmp_path)))
+
+
+IMAGENET_COLOURS = {"n01440764": (200, 30, 30), "n01443537": (20, 160, 240)}
+
+
+def write_image_folder(root, per_class: dict[str, int]):
+    for wnid, count in per_class.items():
+        (root / wnid).mkdir(parents=True)
+        for i in range(count):  # one solid colour per class, odd sizes to resize and crop
+            Image.new("RGB", (40 + 7 * i, 30), IMAGENET_COLOURS[wnid]).save(
+                root / wnid / f"{wnid}_{i}.JPEG"
+            )
+
+
+def test_imagenet_reads_image_folders(tmp_path):
+    write_image_folder(tmp_path / "train", {"n01440764": 2, "n01443537": 3})
+    write_image_folder(tmp_path / "val", {"n01440764": 1, "n01443537": 1})
+    task = load_task(tiny_run(task="imagenet", data_dir=str(tmp_path)))
+    assert (task.kind, task.num_classes, task.input_shape) == ("classification", 2, (3, 224, 224))
+    assert (task.train_size, len(task.validation)) == (5, 2)
+    inputs, labels = task.batch(torch.tensor([4, 0]))
+    assert inputs.shape == (2, 3, 224, 224) and inputs.dtype == torch.float32
+    assert labels.tolist() == [1, 0]  # class folders in sorted order
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    for image, wnid in zip(inputs, ["n01443537", "n01440764"]):
+        colour = (torch.tensor(IMAGENET_COLOURS[wnid]) / 255 - mean) / std
+        assert torch.allclose(image.mean(dim=(1, 2)), colour, atol=0.05)  # JPEG is lossy
+    assert task.batch(torch.tensor([1]), "validation")[1].tolist() == [1]
+    assert_batches_repeat(task)
+
+
+def test_imagenet_validation_classes_must_match_training(tmp_path):
+    write_image_folder(tmp_path / "train", {"n01440764": 1, "n01443537": 1})
+    write_image_folder(tmp_path / "val", {"n01443537": 1})
+    with pytest.raises(DataLayoutError, match="different class folders"):
+        load_task(tiny_run(task="imagenet", data_dir=str(tmp_path)))
+
+
+def test_imagenet_class_folder_without_images_names_the_folder(tmp_path):
+    write_image_folder(tmp_path / "train", {"n01440764": 1})
+    (tmp_path / "val" / "n01440764").mkdir(parents=True)
+    with pytest.raises(DataLayoutError, match=str(tmp_path / "val")):
+        load_task(tiny_run(task="imagenet", data_dir=str(tmp_path)))
+
+
+# WikiText's own format: a space-led line per paragraph or heading, blank lines between.
+WIKITEXT_TRAIN = " \n = Valkyria = \n \n the game began in 2010 . \n the <unk> ended . \n"
+WIKITEXT_VALID = " \n the game ended . \n"
+
+
+def write_wikitext(root, valid: str = WIKITEXT_VALID):
+    (root / "wiki.train.tokens").write_text(WIKITEXT_TRAIN, encoding="utf-8")
+    (root / "wiki.valid.tokens").write_text(valid, encoding="utf-8")
+
+
+def test_wikitext2_words_and_eos(tmp_path):
+    write_wikitext(tmp_path)
+    task = load_task(tiny_run(task="wikitext2", data_dir=str(tmp_path), context=3))
+    train_tokens = [w for line in WIKITEXT_TRAIN.splitlines() for w in [*line.split(), "<eos>"]]
+    valid_tokens = [w for line in WIKITEXT_VALID.splitlines() for w in [*line.split(), "<eos>"]]
+    vocabulary = sorted(set(train_tokens))
+    assert (task.kind, task.num_classes, task.input_shape) == ("language", len(vocabulary), (3,))
+    assert task.provenance == {
+        "data_dir": str(tmp_path.resolve()),
+        "train_sha256": hashlib.sha256(WIKITEXT_TRAIN.encode()).hexdigest(),
+        "vocabulary_size": len(vocabulary),
+    }
+    for split, tokens in [("train", train_tokens), ("validation", valid_tokens)]:
+        count = len(tokens) // 4
+        inputs, targets = task.batch(torch.arange(count), split)
+        assert inputs.dtype == targets.dtype == torch.int64
+        assert [[vocabulary[i] for i in row] for row in inputs] == [
+            tokens[4 * n : 4 * n + 3] for n in range(count)
+        ]
+        assert [[vocabulary[i] for i in row] for row in targets] == [
+            tokens[4 * n + 1 : 4 * n + 4] for n in range(count)
+        ]
+    assert_batches_repeat(task)
+
+
+def test_wikitext2_validation_word_outside_the_vocabulary_names_the_file(tmp_path):
+    write_wikitext(tmp_path, valid=" the match ended . \n")
+    with pytest.raises(DataLayoutError, match="wiki.valid.tokens.*'match'"):
+        load_task(tiny_run(task="wikitext2", data_dir=str(tmp_path), context=3))
+
+
+VAIHINGEN_COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0)]
+VAIHINGEN_COLOURS += [(255, 0, 0)]  # classes 0..5 in the ISPRS order
+
+
+def write_vaihingen(root, rng, sizes: dict[int, tuple[int, int]], masked: set[int]):
+    """IRRG images top/ for every area; colour-coded masks gts_for_participants/ for `masked`.
+    Returns the class of each pixel of each masked area."""
+    (root / "top").mkdir()
+    (root / "gts_for_participants").mkdir()
+    labels = {}
+    for area, (height, width) in sizes.items():
+        name = f"top_mosaic_09cm_area{area}.tif"
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(image).save(root / "top" / name)
+        if area in masked:
+            labels[area] = rng.integers(0, 6, (height, width))
+            mask = np.array(VAIHINGEN_COLOURS, dtype=np.uint8)[labels[area]]
+            Image.fromarray(mask).save(root / "gts_for_participants" / name)
+    return labels
+
+
+def tiles_of(array, size: int):
+    """Tiles [N, size, size, ...] of an [H, W, ...] array, row by row, borders dropped."""
+    rows, cols = array.shape[0] // size, array.shape[1] // size
+    return [
+        array[r * size : (r + 1) * size, c * size : (c + 1) * size]
+        for r in range(rows)
+        for c in range(cols)
+    ]
+
+
+def test_vaihingen_tiles_of_masked_areas(tmp_path):
+    labels = write_vaihingen(
+        tmp_path, np.random.default_rng(0), {1: (20, 17), 2: (16, 16), 3: (9, 16)}, masked={1, 3}
+    )
+    task = load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8))
+    assert (task.kind, task.num_classes, task.input_shape) == ("segmentation", 6, (3, 8, 8))
+    assert task.provenance == {"data_dir": str(tmp_path.resolve()), "areas": [1, 3], "tile": 8}
+    images = [
+        np.asarray(Image.open(tmp_path / "top" / f"top_mosaic_09cm_area{n}.tif")) for n in (1, 3)
+    ]
+    image_tiles = np.stack(tiles_of(images[0], 8) + tiles_of(images[1], 8)).transpose(0, 3, 1, 2)
+    label_tiles = np.stack(tiles_of(labels[1], 8) + tiles_of(labels[3], 8))
+    assert len(image_tiles) == 2 * 2 + 1 * 2
+    train, validation = split_indices(len(image_tiles))
+    assert torch.equal(task.train.inputs, torch.from_numpy(image_tiles[train]))
+    assert task.train.inputs.dtype == torch.uint8  # standardized batch by batch
+    inputs, targets = task.batch(torch.arange(len(train)))
+    np.testing.assert_allclose(inputs.numpy(), standardized(image_tiles[train]), atol=1e-5)
+    assert torch.equal(targets, torch.from_numpy(label_tiles[train]))
+    targets = task.batch(torch.arange(len(validation)), "validation")[1]
+    assert targets.dtype == torch.int64
+    assert torch.equal(targets, torch.from_numpy(label_tiles[validation]))
+    assert_batches_repeat(task)
+
+
+def test_vaihingen_tile_defaults_to_256(tmp_path):
+    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (20, 17)}, masked={1})
+    run = tiny_run(task="vaihingen", data_dir=str(tmp_path))
+    run.pop("tile", None)
+    with pytest.raises(DataLayoutError, match="`tile` = 256"):
+        load_task(run)
+
+
+def test_vaihingen_unknown_colour_names_the_mask(tmp_path):
+    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (8, 8)}, masked={1})
+    mask_path = tmp_path / "gts_for_participants" / "top_mosaic_09cm_area1.tif"
+    mask = np.array(Image.open(mask_path))
+    mask[2, 5] = (10, 20, 30)
+    Image.fromarray(mask).save(mask_path)
+    with pytest.raises(DataLayoutError, match=r"area1.tif has the colour \(10, 20, 30\)"):
+        load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8))
+
+
+# Errors every local-path task shares.
+
+LAYOUT_HINTS = {
+    "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python",
+    "imagenet": "train/<wnid>",
+    "wikitext2": "wiki.train.tokens",
+    "vaihingen": "gts_for_participants",
+}
+
+
+@pytest.mark.parametrize("task_name", LOCAL_TASKS)
+def test_missing_data_dir_names_the_run_key(task_name):
+    with pytest.raises(ValueError, match="`data_dir`"):
+        load_task(tiny_run(task=task_name, data_dir="", context=3))
+
+
+@pytest.mark.parametrize("task_name", LOCAL_TASKS)
+def test_missing_path_names_the_path_and_layout(tmp_path, task_name):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataLayoutError) as error:
+        load_task(tiny_run(task=task_name, data_dir=str(missing), context=3))
+    assert str(missing) in str(error.value) and LAYOUT_HINTS[task_name] in str(error.value)
+
+
+@pytest.mark.parametrize("task_name", LOCAL_TASKS)
+def test_wrong_layout_names_the_path_and_layout(tmp_path, task_name):
+    (tmp_path / "unrelated.txt").write_text("not the data")
+    with pytest.raises(DataLayoutError) as error:
+        load_task(tiny_run(task=task_name, data_dir=str(tmp_path), context=3))
+    assert str(tmp_path) in str(error.value) and LAYOUT_HINTS[task_name] in str(error.value)
