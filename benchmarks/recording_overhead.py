@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import epoch_order, load_task
+from nowrongturns.data import load_task
 from nowrongturns.models import build_model
 from nowrongturns.optim import build_optimizer, lr_schedule
-from nowrongturns.train import evaluate, train
+from nowrongturns.train import evaluate, forward_backward, minibatches, train
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 CASES = {
@@ -46,20 +46,12 @@ def bare_training(run: dict) -> None:
     torch.manual_seed(run["seed"])
     model = build_model(run, task).train()
     optimizer = build_optimizer(run, model)
-    steps_per_epoch = task.train_size // run["batch_size"]
-    total_steps = run["epochs"] * steps_per_epoch
+    total_steps = run["epochs"] * (task.train_size // run["batch_size"])
     lrs = lr_schedule(run, total_steps)
-    for step in range(total_steps):
-        epoch, position = divmod(step, steps_per_epoch)
-        if position == 0:
-            order = epoch_order(run["seed"], epoch, task.train_size)
-        indices = order[position * run["batch_size"] : (position + 1) * run["batch_size"]]
-        for group in optimizer.param_groups:
-            group["lr"] = lrs[step]
-        inputs, targets = task.batch(indices)
-        loss = task.loss(model(inputs), targets)
-        optimizer.zero_grad()
-        loss.backward()
+    for step, indices in minibatches(
+        run["seed"], task.train_size, run["batch_size"], 0, total_steps
+    ):
+        forward_backward(model, optimizer, task, indices, lrs[step])
         optimizer.step()
     evaluate(model, task)  # the train stage ends so too, recording or not
 

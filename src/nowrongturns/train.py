@@ -32,6 +32,28 @@ def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int
     return sorted({*dense, *sparse, total_steps})
 
 
+def minibatches(seed: int, train_size: int, batch_size: int, start: int, total_steps: int):
+    """(step, example indices) of every step from `start` on: each epoch's shuffled order cut
+    into batches, the last incomplete one dropped."""
+    steps_per_epoch = train_size // batch_size
+    for step in range(start, total_steps):
+        epoch, position = divmod(step, steps_per_epoch)
+        if position == 0 or step == start:
+            order = epoch_order(seed, epoch, train_size)
+        yield step, order[position * batch_size : (position + 1) * batch_size]
+
+
+def forward_backward(model, optimizer, task, indices: torch.Tensor, lr: float) -> torch.Tensor:
+    """Set the learning rate, then the loss on one minibatch and its gradient, ready to step."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    inputs, targets = task.batch(indices)
+    loss = task.loss(model(inputs), targets)
+    optimizer.zero_grad()
+    loss.backward()
+    return loss
+
+
 def rng_states(device: torch.device) -> dict[str, np.ndarray]:
     states = {"cpu": torch.get_rng_state().numpy()}
     if device.type == "cuda":
@@ -187,22 +209,14 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
 
     diverged = None
     try:
-        for step in tqdm(range(start, total_steps), desc=f"train {run_name}", disable=None):
+        steps = minibatches(run["seed"], train_size, batch_size, start, total_steps)
+        for step, indices in tqdm(steps, desc=f"train {run_name}", disable=None):
             if step in saved_steps and not (resumed and step == start):
                 diverged = save_checkpoint(step)
                 if diverged is not None:
                     break
-            epoch, position = divmod(step, steps_per_epoch)
-            if position == 0 or step == start:
-                order = epoch_order(run["seed"], epoch, train_size)
-            indices = order[position * batch_size : (position + 1) * batch_size]
             recorder.batches[step] = indices.numpy()
-            for group in optimizer.param_groups:
-                group["lr"] = lrs[step]
-            inputs, targets = task.batch(indices)
-            loss = task.loss(model(inputs), targets)
-            optimizer.zero_grad()
-            loss.backward()
+            loss = forward_backward(model, optimizer, task, indices, lrs[step])
             recorder.before_step()
             optimizer.step()
             recorder.after_step(step, loss.detach())
