@@ -121,3 +121,19 @@ def test_optimizer_state_round_trip(name):
     step(restored)
     for param, want in zip(model.parameters(), expected):
         assert torch.equal(param, want)
+
+
+def test_a_derived_schedule_can_be_trained_on(trained, tmp_path):
+    """schedule.json from the schedule stage is a `schedule: file` for another run."""
+    from nowrongturns.schedule import derive_schedule
+
+    _, trajectory, geometry = trained()
+    document = tmp_path / "schedule.json"
+    derive_schedule(geometry, trajectory, tmp_path / "schedule.csv", document, smooth=3)
+    derived = json.loads(document.read_text())
+    run = tiny_run(schedule="file", schedule_file=str(document))
+    train(run, tmp_path / "derived.h5", device="cpu")
+    with h5py.File(tmp_path / "derived.h5") as f:
+        lrs = f["steps/lr"][:]
+    steps = np.asarray(derived["step"])
+    assert np.allclose(lrs[steps], derived["lr"], rtol=1e-12)

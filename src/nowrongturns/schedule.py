@@ -60,6 +60,8 @@ def derive_schedule(
         "step": schedule["step"].tolist(),
         "progress": schedule["progress"].tolist(),
         "eta_star_smooth": schedule["eta_star_smooth"].tolist(),
+        # What a run with `schedule: file` trains on, interpolated at t/T.
+        "lr": schedule["eta_star_smooth"].tolist(),
     }
     with written(out_json) as tmp:
         tmp.write_text(json.dumps(document, indent=1))
