@@ -21,9 +21,10 @@ def test_every_design_column(trained):
     _, _, geometry = trained()
     table = pd.read_parquet(geometry)
     assert list(table.columns) == DESIGN_COLUMNS
-    assert set(table["source"]) == {"train_batch", "sampled", "full_batch", "random_labels"}
-    # 7 checkpoints (the last, w*, is not a row) x (1 train batch + 3 sampled + full + shuffled)
-    assert len(table) == 7 * 6
+    sources = {"train_batch", "update", "sampled", "full_batch", "random_labels"}
+    assert set(table["source"]) == sources
+    # 7 checkpoints (the last, w*, is not a row) x (train batch, update, 3 sampled, full, shuffled)
+    assert len(table) == 7 * 7
     assert (table["dist"] > 0).all()
     assert table[["grad_norm_wd", "dot_wd", "gamma_wd"]].isna().all().all()  # no weight decay
 
@@ -79,3 +80,23 @@ def test_matches_plain_autograd(trained, changes):
             grad_wd = grad + run["weight_decay"] * weights
             assert row["rsi_wd"] == pytest.approx(grad_wd @ to_final / dist**2, rel=1e-6)
             assert row["eb_wd"] == pytest.approx(np.linalg.norm(grad_wd) / dist, rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_update_is_the_optimizers_step_direction(trained, optimizer):
+    """sgd: d_t = G_t (the train batch's gradient); momentum: d_t = m * buffer_t + G_t."""
+    run, trajectory, geometry = trained(optimizer=optimizer)
+    table = pd.read_parquet(geometry).set_index(["step", "source"])
+    with h5py.File(trajectory) as f:
+        steps = f["checkpoints/step"][:-1]
+        buffers = f["checkpoints/optimizer"][:-1]
+    for index, step in enumerate(steps):
+        gradient, update = table.loc[(step, "train_batch")], table.loc[(step, "update")]
+        if optimizer == "sgd":
+            assert update["gamma"] == pytest.approx(gradient["gamma"], rel=1e-4)
+            assert update["grad_norm"] == pytest.approx(gradient["grad_norm"], rel=1e-4)
+        elif index == 0:  # no momentum yet: the buffer is zero
+            assert update["gamma"] == pytest.approx(gradient["gamma"], rel=1e-4)
+        else:
+            assert np.any(buffers[index]) and update["gamma"] != pytest.approx(gradient["gamma"])
+    assert table.xs("update", level="source")[["grad_norm_wd", "gamma_wd"]].isna().all().all()

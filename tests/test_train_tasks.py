@@ -87,4 +87,10 @@ def test_task_trains_with_its_model(tmp_path, task, model):
         )
         table = pd.read_parquet(tmp_path / "geometry.parquet")
         assert np.isfinite(table[["rsi", "eb", "gamma"]].to_numpy()).all()
-        assert set(table["source"]) == {"train_batch", "sampled", "full_batch", "random_labels"}
+        assert set(table["source"]) == {
+            "train_batch",
+            "update",
+            "sampled",
+            "full_batch",
+            "random_labels",
+        }

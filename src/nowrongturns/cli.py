@@ -42,6 +42,7 @@ def cmd_measure(args) -> None:
         samples=args.samples,
         full_batch=args.full_batch,
         random_labels=args.random_labels,
+        update=args.update,
         device=args.device,
     )
 
@@ -82,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     measure.add_argument("--samples", type=int, default=8, help="fresh minibatches per checkpoint")
     measure.add_argument("--full-batch", action=argparse.BooleanOptionalAction, default=True)
     measure.add_argument("--random-labels", action=argparse.BooleanOptionalAction, default=True)
+    measure.add_argument(
+        "--update",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the optimizer's own step direction, replayed from its stored state",
+    )
     measure.add_argument("--device", default="auto", choices=devices)
     measure.add_argument("--threads", type=int, help="torch CPU threads")
     measure.set_defaults(func=cmd_measure)

@@ -9,6 +9,7 @@ transfer. The next checkpoint's weights are read from disk while the current one
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from .data import RANDOM_LABELS, SAMPLED, load_task, seeded_generator
 from .files import written
 from .models import build_model, resolve_device
+from .optim import build_optimizer, load_state_vector
 from .trajectory import TrajectoryReader, load_flat
 
 COLUMNS = [
@@ -74,6 +76,20 @@ class GradientProbe:
             targets = targets[shuffle.to(targets.device)]
         return self.gradient([(inputs, targets, 1.0)])
 
+    @torch.no_grad()
+    def update_direction(self, optimizer, optimizer_name: str, state, lr: float) -> torch.Tensor:
+        """d_t = (w_t - w_{t+1}) / lr_t for the gradients now in .grad: one optimizer step replayed
+        from the stored optimizer state, then undone. The float32 difference of two nearby
+        weights is exact, so d_t is the step the trajectory took, up to the step's own rounding."""
+        before = [p.clone() for p in self.params]
+        load_state_vector(optimizer, optimizer_name, state)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        direction = torch.cat([(b - p).reshape(-1) for b, p in zip(before, self.params)]) / lr
+        torch._foreach_copy_(self.params, before)
+        return direction
+
     def full_batch(self):
         size = self.task.train_size
         chunks = [
@@ -114,9 +130,16 @@ def gradients_at(
     samples: int,
     full_batch: bool,
     random_labels: bool,
+    update_direction=None,
 ):
-    """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time."""
-    yield "train_batch", 0, probe.minibatch(batch)
+    """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time.
+
+    `update_direction`, where given, turns the train batch's gradient (still in the parameters'
+    .grad) into the optimizer's own step direction (source `update`)."""
+    train_loss, train_gradient = probe.minibatch(batch)
+    yield "train_batch", 0, (train_loss, train_gradient)
+    if update_direction is not None:
+        yield "update", 0, (train_loss, update_direction())
     sampler = seeded_generator(seed, SAMPLED, step)
     for sample in range(samples):
         indices = torch.randperm(probe.task.train_size, generator=sampler)[: len(batch)]
@@ -135,6 +158,7 @@ def measure(
     samples: int,
     full_batch: bool,
     random_labels: bool,
+    update: bool = True,
     device: str = "auto",
 ) -> pd.DataFrame:
     device = resolve_device(device)
@@ -144,16 +168,24 @@ def measure(
         model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        optimizer = build_optimizer(run, model)
+        lrs = traj.steps("lr")
 
         def read(index: int):
             step = traj.checkpoint_steps[index]
-            return step, traj.weights(index), traj.buffers(index), traj.batch_indices(step)
+            return (
+                step,
+                traj.weights(index),
+                traj.buffers(index),
+                traj.batch_indices(step),
+                traj.optimizer_state(index),
+            )
 
         measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
         pending = reader.submit(read, 0) if len(measured) else None
         blocks = []
         for index in tqdm(measured, desc=f"measure {run_name}", disable=None):
-            step, weights, buffers, batch = pending.result()
+            step, weights, buffers, batch, optimizer_state = pending.result()
             if index + 1 < len(measured):
                 pending = reader.submit(read, index + 1)  # read ahead while this one computes
             load_flat(model, weights, buffers)
@@ -161,11 +193,25 @@ def measure(
             to_final64 = weights64 - final64
             dist_squared = (to_final64 @ to_final64).reshape(1)
             batch = torch.from_numpy(batch)
+            update_direction = None
+            if update:
+                update_direction = functools.partial(
+                    probe.update_direction, optimizer, run["optimizer"], optimizer_state, lrs[step]
+                )
             labels, rows = [], []
             for source, sample, (loss, grad) in gradients_at(
-                probe, batch, step, run["seed"], samples, full_batch, random_labels
+                probe,
+                batch,
+                step,
+                run["seed"],
+                samples,
+                full_batch,
+                random_labels,
+                update_direction,
             ):
-                stats = gradient_stats(grad, weights64, to_final64, run["weight_decay"])
+                # An update already holds any weight decay the optimizer applies.
+                decay = 0.0 if source == "update" else run["weight_decay"]
+                stats = gradient_stats(grad, weights64, to_final64, decay)
                 rows.append(torch.cat([loss.double().reshape(1), dist_squared, stats]))
                 labels.append((step, source, sample))
             values = torch.stack(rows).cpu().numpy()  # the one host sync of this checkpoint

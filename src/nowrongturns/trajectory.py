@@ -296,6 +296,12 @@ class TrajectoryReader:
     def buffers(self, index: int) -> np.ndarray:
         return self._row("buffers", index)
 
+    def optimizer_state(self, index: int) -> np.ndarray:
+        return self._row("optimizer", index)
+
+    def rng_states(self, index: int) -> dict[str, np.ndarray]:
+        return {name: self._row(f"rng/{name}", index) for name in self.file["checkpoints/rng"]}
+
     def steps(self, column: str) -> np.ndarray:
         return self.file["steps"][column][:]
 

@@ -35,3 +35,9 @@ def run_config_json(wildcards):
 
 def stage_resources(stage, key):
     return config["resources"][stage][key]
+
+
+def measure_flag(key):
+    """`--full-batch` or `--no-full-batch`, as config `measure` says, for a switch of nwt measure."""
+    option = key.replace("_", "-")
+    return f"--{option}" if config["measure"][key] else f"--no-{option}"

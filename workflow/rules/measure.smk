@@ -12,16 +12,11 @@ rule measure:
         mem_mb=stage_resources("measure", "mem_mb"),
     params:
         samples=config["measure"]["samples"],
-        full_batch=(
-            "--full-batch" if config["measure"]["full_batch"] else "--no-full-batch"
-        ),
-        random_labels=(
-            "--random-labels"
-            if config["measure"]["random_labels"]
-            else "--no-random-labels"
+        sources=" ".join(
+            measure_flag(key) for key in ("full_batch", "random_labels", "update")
         ),
         device=config["measure"]["device"],
     shell:
         "nwt measure {input:q} --out {output:q} --run-name {wildcards.run:q}"
-        " --samples {params.samples} {params.full_batch} {params.random_labels}"
+        " --samples {params.samples} {params.sources}"
         " --device {params.device} --threads {threads} > {log:q} 2>&1"
