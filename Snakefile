@@ -12,6 +12,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/replay.smk"
 include: "workflow/rules/schedule.smk"
 include: "workflow/rules/figures.smk"
 
@@ -20,3 +21,4 @@ rule all:
     input:
         expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
         expand(results_path("figures/{run}/{figure}"), run=RUNS, figure=RUN_FIGURES),
+        expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),

@@ -6,6 +6,7 @@
         --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
     nwt figures --geometry results/runs/base/geometry.parquet \
         --schedule results/runs/base/schedule.csv --out-dir results/figures/base
+    nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
 """
 
 from __future__ import annotations
@@ -45,6 +46,26 @@ def cmd_measure(args) -> None:
         update=args.update,
         device=args.device,
     )
+
+
+def cmd_segments(args) -> None:
+    from .dense import write_segments
+
+    write_segments(args.trajectory, args.out)
+
+
+def cmd_replay(args) -> None:
+    from .dense import replay_segment
+
+    _set_threads(args.threads)
+    run_name = args.run_name or Path(args.trajectory).parent.name
+    replay_segment(args.trajectory, args.segment, args.out, run_name, device=args.device)
+
+
+def cmd_gather_dense(args) -> None:
+    from .dense import gather
+
+    gather(args.parts, args.out)
 
 
 def cmd_schedule(args) -> None:
@@ -92,6 +113,27 @@ def parser() -> argparse.ArgumentParser:
     measure.add_argument("--device", default="auto", choices=devices)
     measure.add_argument("--threads", type=int, help="torch CPU threads")
     measure.set_defaults(func=cmd_measure)
+
+    segments = stages.add_parser("segments", help="dense mode: the segments of a trajectory")
+    segments.add_argument("trajectory")
+    segments.add_argument("--out", required=True, help="segments.json to write")
+    segments.set_defaults(func=cmd_segments)
+
+    replay = stages.add_parser(
+        "replay", help="dense mode: per-step geometry of one segment between two checkpoints"
+    )
+    replay.add_argument("trajectory")
+    replay.add_argument("--segment", type=int, required=True, help="from checkpoint k to k + 1")
+    replay.add_argument("--out", required=True, help="the segment's parquet to write")
+    replay.add_argument("--run-name", help="default: the name of the trajectory's directory")
+    replay.add_argument("--device", default="auto", choices=devices)
+    replay.add_argument("--threads", type=int, help="torch CPU threads")
+    replay.set_defaults(func=cmd_replay)
+
+    gather = stages.add_parser("gather-dense", help="dense mode: one table of all segments")
+    gather.add_argument("parts", nargs="+")
+    gather.add_argument("--out", required=True, help="dense.parquet to write")
+    gather.set_defaults(func=cmd_gather_dense)
 
     schedule = stages.add_parser(
         "schedule", help="the locally optimal step size eta* per checkpoint"

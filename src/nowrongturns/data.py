@@ -7,9 +7,10 @@ stage rebuilds the exact minibatch of any step with `task.batch(indices)`.
     inputs, targets = task.batch(torch.tensor([3, 1, 4]))
     loss = task.loss(model(inputs), targets)
 
-Embedded tasks ship with installed packages (digits, mnist5k, mnist5k-seg, pydoc) and live here;
-local-path tasks (cifar10, cifar100, imagenet, wikitext2, vaihingen) are in `local_data.py`.
-Batches hold float32 images or int64 token ids, and int64 targets.
+Embedded tasks ship with installed packages (digits, mnist5k, mnist5k-seg, pydoc) and live here,
+as do the synthetic tasks whose answer is known (quadratic, rosenbrock); local-path tasks (cifar10,
+cifar100, imagenet, wikitext2, vaihingen) are in `local_data.py`. Batches hold float32 inputs
+(images, regression inputs) or int64 token ids, and int64 targets (float32 for regression).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,8 +29,9 @@ import torch.nn.functional as F
 SPLIT_SEED = 0
 VALIDATION_FRACTION = 0.2
 
-# What the model predicts per example: one class, a class per pixel, or the next token per position.
-KINDS = ("classification", "segmentation", "language")
+# What the model predicts per example: one class, a class per pixel, the next token per position,
+# one real number (least squares), or the point w itself (the loss is an objective f(w)).
+KINDS = ("classification", "segmentation", "language", "regression", "objective")
 
 
 class DataLayoutError(ValueError):
@@ -53,8 +56,8 @@ class TensorExamples:
     """Examples held in memory as two tensors (inputs, targets), indexed in one operation.
 
     Large image sets stay in memory as uint8 (a quarter of float32): `transform` turns each
-    fetched batch into model inputs. Targets may be stored narrow too (uint8 masks); a batch's
-    targets are int64, as the loss needs.
+    fetched batch into model inputs. Integer targets may be stored narrow too (uint8 masks); a
+    batch's integer targets are int64, as cross-entropy needs; float targets (regression) stay.
     """
 
     def __init__(
@@ -72,7 +75,8 @@ class TensorExamples:
         inputs = self.inputs[indices]
         if self.transform is not None:
             inputs = self.transform(inputs)
-        return inputs, self.targets[indices].long()
+        targets = self.targets[indices]
+        return inputs, targets if targets.is_floating_point() else targets.long()
 
     def to(self, device: torch.device) -> TensorExamples:
         transform = None if self.transform is None else self.transform.to(device)
@@ -103,12 +107,14 @@ class Task:
     kind: str
     train: TensorExamples | DatasetExamples
     validation: TensorExamples | DatasetExamples
-    num_classes: int  # classes, pixel classes, or vocabulary size
+    num_classes: int  # classes, pixel classes, vocabulary size, or outputs (regression, objective)
     input_shape: tuple[int, ...]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # What identifies the data beyond the task name (a corpus sha256, the data path): JSON-able,
     # stored in the trajectory's `data_provenance` attribute.
     provenance: dict = field(default_factory=dict)
+    # Kind objective: f of each row of the outputs [B, n] (each row is the point w) -> [B].
+    objective: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def train_size(self) -> int:
@@ -124,7 +130,13 @@ class Task:
         return self.device if isinstance(examples, TensorExamples) else torch.device("cpu")
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over examples, pixels or tokens."""
+        """Mean cross-entropy over examples, pixels or tokens; for regression, half the mean
+        squared error 1/2 mean_i (output_i - y_i)^2; for an objective, the mean of f over the
+        output rows, f(w), whatever the (placeholder) examples."""
+        if self.kind == "regression":
+            return 0.5 * (logits.reshape(-1) - targets).square().mean()
+        if self.kind == "objective":
+            return self.objective(logits).mean()
         if self.kind == "segmentation":  # logits [B, C, H, W]: classes last, like language
             logits = logits.movedim(1, -1)
         # As [examples, classes]: CUDA's 2-D (pixel) nll_loss has no deterministic version.
@@ -262,11 +274,85 @@ def load_pydoc(run: dict) -> Task:
     )
 
 
+# Synthetic tasks, whose answer is known: built from fixed seeds, the same for every run seed.
+QUADRATIC_SEED = 0
+QUADRATIC_EIGENVALUES = (0.01, 1.0)  # the smallest and largest, log-spaced: condition number 100
+QUADRATIC_EXAMPLES = {"train": 16, "validation": 4}  # examples per dimension of each split
+
+
+def exact_covariance_inputs(
+    rng: np.random.Generator, count: int, eigenvectors: np.ndarray, eigenvalues: np.ndarray
+) -> np.ndarray:
+    """`count` inputs X [count, d] whose second moment X^T X / count is A = V diag(lambda) V^T
+    exactly (up to rounding): X = sqrt(count) Q diag(sqrt(lambda)) V^T, with Q [count, d] the
+    orthonormal columns (Q^T Q = I) of a Gaussian matrix. Needs count >= d."""
+    orthonormal, _ = np.linalg.qr(rng.standard_normal((count, len(eigenvalues))))
+    return (np.sqrt(count) * orthonormal * np.sqrt(eigenvalues)) @ eigenvectors.T
+
+
+def quadratic_problem(
+    width: int, split: str = "train"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X, y, A, c) of task quadratic in dimension d = `width`: least squares whose loss is a
+    quadratic of known spectrum.
+
+    A = V diag(lambda) V^T, lambda log-spaced over QUADRATIC_EIGENVALUES, V a random rotation;
+    c a standard normal vector; the split's N = QUADRATIC_EXAMPLES[split] * d inputs X (float32)
+    have X^T X / N = A, and targets y = X c (float32). So the loss 1/2 mean_i (x_i . w - y_i)^2
+    is f(w) = 1/2 (w - c)^T A (w - c), its gradient A (w - c); on a minibatch B, the gradient is
+    X_B^T X_B (w - c) / |B|. A and c (float64) are the same for both splits.
+    """
+    rng = np.random.default_rng(QUADRATIC_SEED)
+    eigenvectors, _ = np.linalg.qr(rng.standard_normal((width, width)))
+    eigenvalues = np.geomspace(*QUADRATIC_EIGENVALUES, width)
+    hessian = (eigenvectors * eigenvalues) @ eigenvectors.T
+    minimum = rng.standard_normal(width)
+    split_rng = np.random.default_rng([QUADRATIC_SEED, list(QUADRATIC_EXAMPLES).index(split)])
+    count = QUADRATIC_EXAMPLES[split] * width
+    inputs = exact_covariance_inputs(split_rng, count, eigenvectors, eigenvalues)
+    inputs = inputs.astype(np.float32)
+    targets = (inputs.astype(np.float64) @ minimum).astype(np.float32)
+    return inputs, targets, hessian, minimum
+
+
+def load_quadratic(run: dict) -> Task:
+    """Least squares in dimension d = run key `width` (reused as the dimension): f(w) =
+    1/2 (w - c)^T A (w - c), A of condition number 100 (see `quadratic_problem`). Both splits
+    have second moment A exactly, so train and validation loss are both f(w)."""
+    width = positive_int(run, "width", "quadratic")
+    train, validation = (
+        numpy_examples(*quadratic_problem(width, split)[:2]) for split in QUADRATIC_EXAMPLES
+    )
+    return Task("quadratic", "regression", train, validation, 1, (width,))
+
+
+def rosenbrock(points: torch.Tensor) -> torch.Tensor:
+    """f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 of each row (x, y) of `points` [B, 2]: a curved
+    valley, steep across (curvature about 200 (1 + 4 x^2)) and shallow along, minimum 0 at (1, 1)."""
+    x, y = points.unbind(-1)
+    return (1 - x) ** 2 + 100 * (y - x**2) ** 2
+
+
+# Placeholder examples of an objective: only their indices matter, so that minibatches exist.
+OBJECTIVE_EXAMPLES = 125  # 100 train, 25 validation
+
+
+def load_rosenbrock(run: dict) -> Task:
+    """Rosenbrock's function as the loss of the point w (model `point`), whatever the examples:
+    empty inputs [N, 0], targets 0. Every minibatch's gradient is the full gradient."""
+    inputs = np.zeros((OBJECTIVE_EXAMPLES, 0), dtype=np.float32)
+    targets = np.zeros(OBJECTIVE_EXAMPLES, dtype=np.int64)
+    task = in_memory_task("rosenbrock", "objective", inputs, targets, num_classes=2)
+    return dataclasses.replace(task, objective=rosenbrock)
+
+
 EMBEDDED_TASKS = {
     "digits": load_digits,
     "mnist5k": load_mnist5k,
     "mnist5k-seg": load_mnist5k_seg,
     "pydoc": load_pydoc,
+    "quadratic": load_quadratic,
+    "rosenbrock": load_rosenbrock,
 }
 
 

@@ -14,6 +14,7 @@ config.update(validated)
 
 RUNS = expand_runs(config)
 RUN_TABLES = ["trajectory.h5", "geometry.parquet", "schedule.csv", "schedule.json"]
+DENSE = config["measure"]["dense"]
 RUN_FIGURES = [
     f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")
 ]
@@ -21,6 +22,7 @@ RUN_FIGURES = [
 
 wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
+    segment=r"\d+",
 
 
 def results_path(relative):
@@ -41,3 +43,12 @@ def measure_flag(key):
     """`--full-batch` or `--no-full-batch`, as config `measure` says, for a switch of nwt measure."""
     option = key.replace("_", "-")
     return f"--{option}" if config["measure"][key] else f"--no-{option}"
+
+
+def replayed_segments(wildcards):
+    """Every segment's replay of a run, once `segments` has read how many there are."""
+    with open(checkpoints.segments.get(run=wildcards.run).output[0]) as handle:
+        count = len(json.load(handle)["segments"])
+    return [
+        results_path(f"runs/{wildcards.run}/dense/{k}.parquet") for k in range(count)
+    ]
