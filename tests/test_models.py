@@ -18,6 +18,8 @@ DIGITS = fake_task("classification", 10, (1, 8, 8))
 # Odd sides (9, 11, 7 after a halving) exercise the pad/crop and unpooling paths.
 MASKS = fake_task("segmentation", 3, (2, 9, 11))
 TEXT = fake_task("language", 11, (6,))
+REGRESSION = fake_task("regression", 1, (5,))
+OBJECTIVE = fake_task("objective", 2, (0,))  # placeholder examples: empty inputs
 
 # Tiny CPU settings per model: (task, run keys, input shape of a batch of 2).
 CASES = {
@@ -29,8 +31,16 @@ CASES = {
     "transformer": (TEXT, {"width": 8, "depth": 2, "heads": 2}),
     "unet": (MASKS, {"width": 4, "depth": 2}),
     "segnet": (MASKS, {"width": 4, "depth": 3}),
+    "linear": (REGRESSION, {}),
+    "point": (OBJECTIVE, {}),
 }
-WRONG_KIND = {"classification": TEXT, "segmentation": DIGITS, "language": MASKS}
+WRONG_KIND = {
+    "classification": TEXT,
+    "segmentation": DIGITS,
+    "language": MASKS,
+    "regression": OBJECTIVE,
+    "objective": REGRESSION,
+}
 
 
 def run_config(name: str) -> dict:
@@ -81,6 +91,8 @@ def test_shape_and_repeatable_finite_gradients(name, deterministic):
         "classification": (2, task.num_classes),
         "segmentation": (2, task.num_classes, *task.input_shape[1:]),
         "language": (2, task.input_shape[0], task.num_classes),
+        "regression": (2, task.num_classes),
+        "objective": (2, task.num_classes),  # the point w, once per example
     }[task.kind]
     assert model(inputs).shape == expected
     first, second = gradients(model, inputs, targets), gradients(model, inputs, targets)

@@ -328,7 +328,8 @@ def load_quadratic(run: dict) -> Task:
 
 def rosenbrock(points: torch.Tensor) -> torch.Tensor:
     """f(x, y) = (1 - x)^2 + 100 (y - x^2)^2 of each row (x, y) of `points` [B, 2]: a curved
-    valley, steep across (curvature about 200 (1 + 4 x^2)) and shallow along, minimum 0 at (1, 1)."""
+    valley, steep across it (curvature about 200 (1 + 4 x^2)) and shallow along it, with its
+    minimum 0 at (1, 1)."""
     x, y = points.unbind(-1)
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
