@@ -252,7 +252,8 @@ def _total_norms(per_tensor: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task, chunk: int = 1024) -> tuple[float, float]:
-    """Validation loss and accuracy (over examples, pixels or tokens), in eval mode."""
+    """Validation loss and accuracy (over examples, pixels or tokens; NaN where nothing is
+    classified: regression, objective), in eval mode."""
     model.eval()
     loss_sum = correct = count = 0.0
     for start in range(0, len(task.validation), chunk):
@@ -264,4 +265,5 @@ def evaluate(model: torch.nn.Module, task, chunk: int = 1024) -> tuple[float, fl
         correct += (logits.argmax(class_dim) == targets).double().mean().item() * len(indices)
         count += len(indices)
     model.train()
-    return loss_sum / count, correct / count
+    classified = task.kind in ("classification", "segmentation", "language")
+    return loss_sum / count, correct / count if classified else float("nan")
