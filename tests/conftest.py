@@ -77,6 +77,19 @@ def trained(tmp_path_factory):
     return get
 
 
+def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
+    """A copy of a trajectory with bytes flipped inside one checkpoint's weights."""
+    import h5py
+
+    copy.write_bytes(trajectory.read_bytes())
+    with h5py.File(copy, "r") as f:
+        chunk = f["checkpoints/weights"].id.get_chunk_info(checkpoint)
+    data = bytearray(copy.read_bytes())
+    data[chunk.byte_offset + 8 : chunk.byte_offset + 12] = b"\xff\xff\xff\xff"
+    copy.write_bytes(bytes(data))
+    return copy
+
+
 class Workflow:
     """A copy of the workflow in a temporary directory, run with the real snakemake."""
 

@@ -4,8 +4,7 @@ memory that does not grow with the trajectory."""
 import subprocess
 import sys
 
-import h5py
-from conftest import SCHEMA, tiny_run
+from conftest import SCHEMA, corrupted_copy, tiny_run
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.geometry import measure
@@ -36,13 +35,7 @@ def test_default_run_is_far_above_noise(tmp_path):
 
 def test_corrupted_checkpoint_fails_the_stage_naming_file_and_checkpoint(trained, tmp_path):
     _, trajectory, _ = trained()
-    corrupted = tmp_path / "trajectory.h5"
-    corrupted.write_bytes(trajectory.read_bytes())
-    with h5py.File(corrupted, "r") as f:
-        chunk = f["checkpoints/weights"].id.get_chunk_info(5)  # checkpoint 5 = step 30
-    data = bytearray(corrupted.read_bytes())
-    data[chunk.byte_offset + 8] ^= 0xFF  # one byte flipped
-    corrupted.write_bytes(bytes(data))
+    corrupted = corrupted_copy(trajectory, tmp_path / "trajectory.h5", 5)  # step 30
     out = tmp_path / "geometry.parquet"
     result = subprocess.run(
         [

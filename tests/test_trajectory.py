@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import corrupted_copy
 
 from nowrongturns.data import load_task
 from nowrongturns.models import build_model
@@ -68,13 +69,7 @@ def test_step_row_t_takes_checkpoint_t_to_t_plus_1(trained):
 
 def test_corrupted_checkpoint_names_file_and_checkpoint(trained, tmp_path):
     _, trajectory, _ = trained()
-    corrupted = tmp_path / "corrupted.h5"
-    corrupted.write_bytes(trajectory.read_bytes())
-    with h5py.File(corrupted, "r") as f:
-        chunk = f["checkpoints/weights"].id.get_chunk_info(3)  # checkpoint 3 = step 10
-    data = bytearray(corrupted.read_bytes())
-    data[chunk.byte_offset + 100 : chunk.byte_offset + 104] = b"\xff\xff\xff\xff"
-    corrupted.write_bytes(bytes(data))
+    corrupted = corrupted_copy(trajectory, tmp_path / "corrupted.h5", 3)  # step 10
     with TrajectoryReader(corrupted) as traj:
         traj.weights(2)  # other checkpoints still read
         with pytest.raises(TrajectoryError, match=r"corrupted.h5: checkpoint 3 \(step 10\)"):

@@ -80,10 +80,15 @@ def cmd_figures(args) -> None:
     draw_run_figures(args.geometry, args.schedule, args.out_dir, fmt=args.format)
 
 
+def _compute_options(stage: argparse.ArgumentParser) -> None:
+    """Where a stage that runs the model computes."""
+    stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    stage.add_argument("--threads", type=int, help="torch CPU threads")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="nwt", description=__doc__.split("\n")[0])
     stages = top.add_subparsers(dest="stage", required=True)
-    devices = ["auto", "cpu", "cuda"]
 
     train = stages.add_parser("train", help="train one run and record its trajectory (HDF5)")
     train.add_argument(
@@ -93,8 +98,7 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, help="trajectory.h5 to write")
     train.add_argument("--run-name", help="default: the name of the output's directory")
-    train.add_argument("--device", default="auto", choices=devices)
-    train.add_argument("--threads", type=int, help="torch CPU threads")
+    _compute_options(train)
     train.set_defaults(func=cmd_train)
 
     measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
@@ -110,8 +114,7 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="the optimizer's own step direction, replayed from its stored state",
     )
-    measure.add_argument("--device", default="auto", choices=devices)
-    measure.add_argument("--threads", type=int, help="torch CPU threads")
+    _compute_options(measure)
     measure.set_defaults(func=cmd_measure)
 
     segments = stages.add_parser("segments", help="dense mode: the segments of a trajectory")
@@ -126,8 +129,7 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--segment", type=int, required=True, help="from checkpoint k to k + 1")
     replay.add_argument("--out", required=True, help="the segment's parquet to write")
     replay.add_argument("--run-name", help="default: the name of the trajectory's directory")
-    replay.add_argument("--device", default="auto", choices=devices)
-    replay.add_argument("--threads", type=int, help="torch CPU threads")
+    _compute_options(replay)
     replay.set_defaults(func=cmd_replay)
 
     gather = stages.add_parser("gather-dense", help="dense mode: one table of all segments")
