@@ -1,0 +1,235 @@
+"""Speed of the measure stage and of dense mode, against raw compute and the reference approach.
+
+    python benchmarks/measure_speed.py      # the CPU default and an mnist5k ResNet-8, 3 repeats
+
+Three ratios per case, all measured in this one run:
+
+(a) measure-stage throughput / raw forward+backward throughput (goal >= 0.90): `nwt measure`
+    (train batch + `--samples` sampled minibatches per checkpoint, nothing else) on a trajectory
+    trained beforehand, against a bare loop that reads the same checkpoints the same way and runs
+    forward and backward, with no statistics, on exactly the same minibatches at the same weights.
+(b) per-checkpoint geometry, ours / the reference (goal <= 0.55): `nwt train` + `nwt measure`,
+    against `reference_two_pass.two_pass_checkpoints` (train to learn w*, train again logging the
+    same gradients at the same steps, one host sync per logged value).
+(c) dense mode, ours / the reference (goal <= 1.05): `nwt train` + `nwt replay` of every segment
+    one after the other (the total compute, not the wall time of parallel jobs), against
+    `reference_two_pass.two_pass_dense`.
+
+Each repeat trains one trajectory (timed: it is part of (b) and (c)), then runs the other five
+timings on it, in reverse order every other repeat. Printed: the ratio of the best times, the
+median ratio of the interleaved pairs, and the median ratio of CPU time (all threads, so the
+prefetching and background-writing threads count in full). After the first repeat, outside the
+timings, it checks that the two approaches produced the same numbers. On the 2-core VM the
+default run takes 8-9 minutes; `--cases digits` alone takes about 3.
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from reference_two_pass import two_pass_checkpoints, two_pass_dense
+
+from nowrongturns.config import expand_runs, validate_config
+from nowrongturns.data import SAMPLED, load_task, seeded_generator
+from nowrongturns.dense import replay_segment, segment_steps
+from nowrongturns.geometry import measure
+from nowrongturns.models import build_model
+from nowrongturns.train import train
+from nowrongturns.trajectory import TrajectoryReader, load_flat
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+CASES = {
+    "digits": ("digits cnn (the default base run)", {}),
+    # ResNet-20 (depth 3) costs 0.7 s a gradient here: one repeat would take 6 minutes.
+    "resnet": (
+        "mnist5k resnet-8 (width 16, depth 1)",
+        {
+            "task": "mnist5k",
+            "model": "resnet",
+            "width": 16,
+            "depth": 1,
+            "epochs": 1,
+            "batch_size": 128,
+        },
+    ),
+}
+GOALS = {"a": (">=", 0.90), "b": ("<=", 0.55), "c": ("<=", 1.05)}
+
+
+def raw_forward_backward(trajectory: Path, samples: int) -> None:
+    """What the measure stage computes, without anything but the passes: each checkpoint but the
+    last read and loaded as `measure` loads it, then forward and backward on the train batch and
+    the `samples` sampled minibatches."""
+    with TrajectoryReader(trajectory) as traj:
+        run = traj.config
+        task = load_task(run)
+        model = build_model(run, task).train()
+        params = list(model.parameters())
+        for index, step in enumerate(traj.checkpoint_steps[:-1]):
+            load_flat(model, traj.weights(index), traj.buffers(index))
+            batch = torch.from_numpy(traj.batch_indices(step))
+            sampler = seeded_generator(run["seed"], SAMPLED, step)
+            sampled = [
+                torch.randperm(task.train_size, generator=sampler)[: len(batch)]
+                for _ in range(samples)
+            ]
+            for indices in [batch, *sampled]:
+                for param in params:
+                    param.grad = None
+                inputs, targets = task.batch(indices)
+                task.loss(model(inputs), targets).backward()
+
+
+def measure_stage(trajectory: Path, out: Path, samples: int) -> pd.DataFrame:
+    return measure(
+        str(trajectory),
+        str(out),
+        "base",
+        samples,
+        full_batch=False,
+        random_labels=False,
+        update=False,
+        device="cpu",
+    )
+
+
+def replay_all(trajectory: Path, folder: Path) -> pd.DataFrame:
+    """Every segment replayed, one after the other, as the workflow's jobs would."""
+    segments = range(len(segment_steps(str(trajectory))))
+    parts = [
+        replay_segment(str(trajectory), k, str(folder / f"{k}.parquet"), "base", "cpu")
+        for k in segments
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def timed(function, *args) -> tuple[float, float, object]:
+    """(wall seconds, process CPU seconds, result) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def check_same_numbers(ours: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> float:
+    """Largest relative difference of RSI, EB and gamma between the two approaches' rows."""
+    merged = ours.merge(reference, on=keys, suffixes=("", "_ref"), validate="one_to_one")
+    if len(merged) != len(ours) or len(merged) != len(reference):
+        raise RuntimeError(f"the rows differ: {len(ours)} ours, {len(reference)} reference")
+    worst = 0.0
+    for column in ("rsi", "eb", "gamma"):
+        ours_values, reference_values = merged[column], merged[f"{column}_ref"]
+        scale = np.maximum(np.abs(ours_values), np.abs(reference_values).max() * 1e-3)
+        worst = max(worst, float(np.max(np.abs(ours_values - reference_values) / scale)))
+    if worst > 1e-3:
+        raise RuntimeError(f"the two approaches disagree: relative difference {worst:.2g}")
+    return worst
+
+
+def ratio_line(label: str, goal: str, ours: list[list[float]], theirs: list[list[float]]) -> str:
+    """`ours` and `theirs`: [wall times, CPU times] per repeat; ours may be a sum of parts."""
+    (ours_wall, ours_cpu), (theirs_wall, theirs_cpu) = ours, theirs
+    best = min(ours_wall) / min(theirs_wall)
+    paired = statistics.median(o / t for o, t in zip(ours_wall, theirs_wall))
+    paired_cpu = statistics.median(o / t for o, t in zip(ours_cpu, theirs_cpu))
+    sign, target = GOALS[goal]
+    met = [value <= target if sign == "<=" else value >= target for value in (best, paired)]
+    verdict = "met" if all(met) else "MISSED" if not any(met) else "met by one of the two"
+    return (
+        f"  ({goal}) {label}: best {best:.3f}, median of pairs {paired:.3f}, "
+        f"CPU time median of pairs {paired_cpu:.3f}; goal {sign} {target:.2f}: {verdict}"
+    )
+
+
+def run_case(name: str, run: dict, repeats: int, samples: int) -> None:
+    load_task(run)  # the data loads once, outside the timings
+    times = {key: [] for key in ("train", "measure", "raw", "replay", "ref_ckpt", "ref_dense")}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        trajectory = folder / "trajectory.h5"
+        for repeat in range(repeats):
+            trajectory.unlink(missing_ok=True)
+            times["train"].append(timed(train, run, trajectory, "cpu"))
+            order = [
+                ("measure", measure_stage, trajectory, folder / "geometry.parquet", samples),
+                ("raw", raw_forward_backward, trajectory, samples),
+                ("replay", replay_all, trajectory, folder),
+                ("ref_ckpt", two_pass_checkpoints, run, samples),
+                ("ref_dense", two_pass_dense, run),
+            ]
+            for key, function, *args in order[:: -1 if repeat % 2 else 1]:
+                times[key].append(timed(function, *args))
+            if repeat == 0:
+                results = {key: values[0][2] for key, values in times.items()}
+                geometry = check_same_numbers(
+                    results["measure"], results["ref_ckpt"], ["step", "source", "sample"]
+                )
+                dense = check_same_numbers(results["replay"], results["ref_dense"], ["step"])
+                with TrajectoryReader(trajectory) as traj:
+                    total_steps = traj.total_steps
+                    measured = len(traj.checkpoint_steps) - 1
+    walls = {key: [t[0] for t in values] for key, values in times.items()}
+    cpus = {key: [t[1] for t in values] for key, values in times.items()}
+
+    def summed(*keys):
+        return [[sum(parts) for parts in zip(*(clock[k] for k in keys))] for clock in (walls, cpus)]
+
+    def alone(key):
+        return [walls[key], cpus[key]]
+
+    gradients = measured * (samples + 1)
+    floor = (total_steps + gradients) / (2 * total_steps + measured * samples)
+    best = {key: min(values) for key, values in walls.items()}
+    print(
+        f"{name}: {total_steps} steps, {measured} measured checkpoints x {samples + 1} "
+        f"minibatches = {gradients} gradients"
+    )
+    print(
+        f"  best wall seconds: train {best['train']:.2f}, measure {best['measure']:.2f}, "
+        f"raw forward+backward {best['raw']:.2f}, replay of every segment {best['replay']:.2f}; "
+        f"reference two-pass per checkpoint {best['ref_ckpt']:.2f}, dense {best['ref_dense']:.2f}"
+    )
+    print(
+        f"  throughput: measure {gradients / best['measure']:.1f} gradients/s, "
+        f"raw {gradients / best['raw']:.1f} gradients/s"
+    )
+    print(
+        f"  the two approaches agree: RSI, EB, gamma within {geometry:.1g} (per checkpoint), "
+        f"{dense:.1g} (dense), relative"
+    )
+    print(ratio_line("measure / raw throughput", "a", alone("raw"), alone("measure")))
+    print(
+        ratio_line("train + measure / two-pass", "b", summed("train", "measure"), alone("ref_ckpt"))
+    )
+    print(
+        f"      (gradient count alone: (T + K(s+1)) / (2T + Ks) = "
+        f"({total_steps} + {gradients}) / ({2 * total_steps} + {measured * samples}) = {floor:.3f})"
+    )
+    print(
+        ratio_line(
+            "train + replay / two-pass dense", "c", summed("train", "replay"), alone("ref_dense")
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
+    parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} repeats")
+    for case in args.cases:
+        name, changes = CASES[case]
+        run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
+        run_case(name, run, args.repeats, args.samples)
+
+
+if __name__ == "__main__":
+    main()
