@@ -67,13 +67,14 @@ def replay_segment(trajectory: str, segment: int, out: str, run_name: str,
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
         start, end = (int(s) for s in traj.checkpoint_steps[segment : segment + 2])
         lrs, losses, epochs = traj.steps("lr"), traj.steps("loss"), traj.steps("epoch")
+        batches = torch.from_numpy(
+            traj.batch_indices(slice(start, end))
+        )  # one read, not one a step
         rows = []
-        for step in range(start, end):
+        for step, batch in zip(range(start, end), batches):
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
-            loss = forward_backward(
-                model, optimizer, task, torch.from_numpy(traj.batch_indices(step)), lrs[step]
-            )
+            loss = forward_backward(model, optimizer, task, batch, lrs[step])
             gradient = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
             stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"])
             rows.append(torch.cat([loss.detach().double().reshape(1),

@@ -305,5 +305,6 @@ class TrajectoryReader:
     def steps(self, column: str) -> np.ndarray:
         return self.file["steps"][column][:]
 
-    def batch_indices(self, step: int) -> np.ndarray:
-        return self.file["steps/batch_indices"][step]
+    def batch_indices(self, steps: int | slice) -> np.ndarray:
+        """The minibatch indices of one step [B], or of a slice of steps [n, B]."""
+        return self.file["steps/batch_indices"][steps]
