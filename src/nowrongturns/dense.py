@@ -21,13 +21,12 @@ import torch
 
 from .data import load_task
 from .files import written
-from .geometry import ACCUMULATED, COLUMNS, derived_columns, gradient_stats
+from .geometry import geometry_table, gradient_stats
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector
 from .train import forward_backward, set_rng_states
 from .trajectory import TrajectoryError, TrajectoryReader, flat_parameters, load_flat
 
-DENSE_COLUMNS = [*COLUMNS, "lr"]
 # Replayed weights may differ from the stored ones by this much (relative) on a GPU, where
 # deterministic kernels still need not match bit for bit across processes.
 GPU_TOLERANCE = 1e-5
@@ -84,15 +83,21 @@ def replay_segment(trajectory: str, segment: int, out: str, run_name: str,
         _check_end(traj, segment, flat_parameters(model).cpu().numpy(), device)
         param_count, total_steps = traj.param_count, traj.total_steps
 
-    table = pd.DataFrame(values, columns=ACCUMULATED)
     steps = np.arange(start, end)
+    table = geometry_table(
+        values,
+        {
+            "run": run_name,
+            "step": steps,
+            "epoch": epochs[steps],
+            "progress": steps / total_steps,
+            "source": "train_batch",
+            "sample": 0,
+            "lr": lrs[steps],
+        },
+        param_count,
+    )
     _check_losses(trajectory, table["loss"].to_numpy(), losses[steps], device)
-    for column in ("dist", "grad_norm", "grad_norm_wd"):
-        table[column] = np.sqrt(table[column])
-    table["run"], table["step"], table["epoch"] = run_name, steps, epochs[steps]
-    table["progress"] = steps / total_steps
-    table["source"], table["sample"], table["lr"] = "train_batch", 0, lrs[steps]
-    table = derived_columns(table, param_count)[DENSE_COLUMNS]
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table

@@ -111,15 +111,23 @@ def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Te
     return torch.stack(stats)
 
 
-def derived_columns(table: pd.DataFrame, param_count: int) -> pd.DataFrame:
-    """RSI, EB, gamma and z from the accumulated dot products and norms (DESIGN section 1)."""
+def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> pd.DataFrame:
+    """The DESIGN section 5 table from the accumulated [rows, ACCUMULATED] float64 values and the
+    rows' other columns (`labels`: run, step, epoch, progress, source, sample, and any extra):
+    RSI, EB, gamma and z derived (DESIGN section 1), built in one go, as numpy arrays."""
+    columns = dict(zip(ACCUMULATED, accumulated.T))
+    for column in ("dist", "grad_norm", "grad_norm_wd"):
+        columns[column] = np.sqrt(columns[column])  # accumulated as squares
+    dist = columns["dist"]
     for suffix in ("", "_wd"):
-        grad_norm, dot = table[f"grad_norm{suffix}"], table[f"dot{suffix}"]
-        table[f"rsi{suffix}"] = dot / table["dist"] ** 2
-        table[f"eb{suffix}"] = grad_norm / table["dist"]
-        table[f"gamma{suffix}"] = dot / (grad_norm * table["dist"])
-    table["z"] = table["gamma"] * math.sqrt(param_count)
-    return table
+        grad_norm, dot = columns[f"grad_norm{suffix}"], columns[f"dot{suffix}"]
+        columns[f"rsi{suffix}"] = dot / dist**2
+        columns[f"eb{suffix}"] = grad_norm / dist
+        columns[f"gamma{suffix}"] = dot / (grad_norm * dist)
+    columns["z"] = columns["gamma"] * math.sqrt(param_count)
+    columns.update(labels)
+    extra = [name for name in labels if name not in COLUMNS]
+    return pd.DataFrame({name: columns[name] for name in [*COLUMNS, *extra]})
 
 
 def gradients_at(
@@ -183,7 +191,7 @@ def measure(
 
         measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
         pending = reader.submit(read, 0) if len(measured) else None
-        blocks = []
+        blocks, row_steps, row_sources, row_samples = [], [], [], []
         for index in tqdm(measured, desc=f"measure {run_name}", disable=None):
             step, weights, buffers, batch, optimizer_state = pending.result()
             if index + 1 < len(measured):
@@ -198,7 +206,7 @@ def measure(
                 update_direction = functools.partial(
                     probe.update_direction, optimizer, run["optimizer"], optimizer_state, lrs[step]
                 )
-            labels, rows = [], []
+            rows = []
             for source, sample, (loss, grad) in gradients_at(
                 probe,
                 batch,
@@ -213,20 +221,25 @@ def measure(
                 decay = 0.0 if source == "update" else run["weight_decay"]
                 stats = gradient_stats(grad, weights64, to_final64, decay)
                 rows.append(torch.cat([loss.double().reshape(1), dist_squared, stats]))
-                labels.append((step, source, sample))
-            values = torch.stack(rows).cpu().numpy()  # the one host sync of this checkpoint
-            block = pd.DataFrame(values, columns=ACCUMULATED)
-            block[["step", "source", "sample"]] = pd.DataFrame(labels, index=block.index)
-            blocks.append(block)
+                row_steps.append(step)
+                row_sources.append(source)
+                row_samples.append(sample)
+            blocks.append(torch.stack(rows).cpu().numpy())  # the one host sync of a checkpoint
         epochs = traj.steps("epoch")
 
-    table = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=COLUMNS)
-    for column in ("dist", "grad_norm", "grad_norm_wd"):
-        table[column] = np.sqrt(table[column])  # accumulated as squares
-    table["run"] = run_name
-    table["epoch"] = epochs[table["step"].to_numpy(dtype=np.int64)]
-    table["progress"] = table["step"] / traj.total_steps
-    table = derived_columns(table, traj.param_count)[COLUMNS]
+    steps = np.array(row_steps, dtype=np.int64)
+    table = geometry_table(
+        np.concatenate(blocks) if blocks else np.empty((0, len(ACCUMULATED))),
+        {
+            "run": run_name,
+            "step": steps,
+            "epoch": epochs[steps],
+            "progress": steps / traj.total_steps,
+            "source": np.array(row_sources, dtype=object),
+            "sample": np.array(row_samples, dtype=np.int64),
+        },
+        traj.param_count,
+    )
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table
