@@ -1,4 +1,5 @@
-# nowrongturns: train -> trajectory.h5 -> geometry.parquet -> schedule -> figures, per run.
+# nowrongturns: train -> trajectory.h5 -> geometry.parquet -> schedule -> figures, per run;
+# the base run retrained on its derived schedule (the closed loop).
 # Runs come from config.yaml: `base`, and one run per ablation value (DESIGN.md section 6).
 from snakemake.utils import min_version
 
@@ -14,6 +15,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/schedule.smk"
+include: "workflow/rules/retrain.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -22,3 +24,7 @@ rule all:
         expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
         expand(results_path("figures/{run}/{figure}"), run=RUNS, figure=RUN_FIGURES),
         expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),
+        expand(results_path("runs/{run}/closed_loop.csv"), run=RETRAINED),
+        expand(
+            results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"), run=RETRAINED
+        ),

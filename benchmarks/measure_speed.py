@@ -1,6 +1,6 @@
 """Speed of the measure stage and of dense mode, against raw compute and the reference approach.
 
-    python benchmarks/measure_speed.py      # the CPU default and an mnist5k ResNet-8, 3 repeats
+    python benchmarks/measure_speed.py      # every case below, 3 repeats each
 
 Three ratios per case, all measured in this one run:
 
@@ -20,7 +20,7 @@ timings on it, in reverse order every other repeat. Printed: the ratio of the be
 median ratio of the interleaved pairs, and the median ratio of CPU time (all threads, so the
 prefetching and background-writing threads count in full). After the first repeat, outside the
 timings, it checks that the two approaches produced the same numbers. On the 2-core VM the
-default run takes 8-9 minutes; `--cases digits` alone takes about 3.
+default run takes about 15 minutes; `--cases digits` alone about 3.
 """
 
 import argparse
@@ -45,6 +45,12 @@ from nowrongturns.trajectory import TrajectoryReader, load_flat
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 CASES = {
     "digits": ("digits cnn (the default base run)", {}),
+    # Ratio (b) depends on how many gradients measurement takes per training step, K(s+1)/T: 1.08
+    # at the default cadence, made for small runs; about 0.09 at the cadence of configs/paper-*.
+    "digits-sparse": (
+        "digits cnn, 100 epochs, checkpoints as in configs/paper-cifar10-resnet18.yaml",
+        {"epochs": 100, "checkpoint": {"dense_first": 10, "every": 200}},
+    ),
     # ResNet-20 (depth 3) costs 0.7 s a gradient here: one repeat would take 6 minutes.
     "resnet": (
         "mnist5k resnet-8 (width 16, depth 1)",

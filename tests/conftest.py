@@ -77,6 +77,28 @@ def trained(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The default config's base run (digits CNN, 440 steps) trained and measured as the workflow
+    does with the default measure settings but the full batch: (trajectory, geometry table)."""
+    from nowrongturns.geometry import measure
+    from nowrongturns.train import train
+
+    folder = tmp_path_factory.mktemp("default")
+    run = expand_runs(validate_config({}, SCHEMA))["base"]
+    train(run, folder / "trajectory.h5", device="cpu")
+    table = measure(
+        folder / "trajectory.h5",
+        folder / "geometry.parquet",
+        "base",
+        samples=8,
+        full_batch=False,
+        random_labels=True,
+        device="cpu",
+    )
+    return folder / "trajectory.h5", table
+
+
 def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
     """A copy of a trajectory with bytes flipped inside one checkpoint's weights."""
     import h5py
@@ -126,7 +148,7 @@ class Workflow:
         for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
             rule = re.match(r"(?:local)?rule (\w+):", block)
             if rule and rule.group(1) != "all":
-                run = re.search(r"wildcards: run=(\S+)", block)
+                run = re.search(r"wildcards: run=([^,\s]+)", block)
                 jobs.add((rule.group(1), run.group(1) if run else ""))
         return jobs
 

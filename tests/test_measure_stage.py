@@ -4,27 +4,15 @@ memory that does not grow with the trajectory."""
 import subprocess
 import sys
 
-from conftest import SCHEMA, corrupted_copy, tiny_run
+from conftest import corrupted_copy, tiny_run
 
-from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.geometry import measure
 from nowrongturns.train import train
 
 
-def test_default_run_is_far_above_noise(tmp_path):
+def test_default_run_is_far_above_noise(default_run):
     """On the default digits run, the sampled gradients' median z exceeds 3 over the first 90 %
     of training, and shuffled labels give a smaller median gamma than true ones."""
-    run = expand_runs(validate_config({}, SCHEMA))["base"]
-    train(run, tmp_path / "t.h5", device="cpu")
-    table = measure(
-        tmp_path / "t.h5",
-        tmp_path / "g.parquet",
-        "base",
-        samples=8,
-        full_batch=False,
-        random_labels=True,
-        device="cpu",
-    )
+    _, table = default_run
     early = table[table["progress"] <= 0.9]
     median_z = early[early["source"] == "sampled"].groupby("step")["z"].median()
     print(f"median z of sampled rows, first 90 %: min {median_z.min():.1f}")

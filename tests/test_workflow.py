@@ -1,8 +1,11 @@
 """The real snakemake on a copy of the workflow with a tiny config (tests/conftest.py)."""
 
 import copy
+import json
 import os
 
+import h5py
+import numpy as np
 import pytest
 from conftest import TINY_WORKFLOW_CONFIG, Workflow
 
@@ -13,9 +16,13 @@ OUTPUTS = [
     "runs/{run}/geometry.parquet",
     "runs/{run}/schedule.csv",
     "runs/{run}/schedule.json",
+    "runs/{run}/bound.csv",
     "figures/{run}/geometry.png",
     "figures/{run}/schedule.png",
+    "figures/{run}/bound.png",
 ]
+# The closed loop on the base run: its two retrainings, their comparison and its figure.
+CLOSED_LOOP = {(rule, "base") for rule in ("retrain", "closed_loop", "closed_loop_figure")}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +47,9 @@ def test_run_makes_every_output_then_has_nothing_to_do(finished):
         for stage in STAGES:
             assert (finished.root / f"results/logs/{stage}/{run}.log").exists()
             assert (finished.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
+    for output in ("runs/base--derived/trajectory.h5", "runs/base--cosine/trajectory.h5",
+                   "runs/base/closed_loop.csv", "figures/base/closed_loop.png"):  # fmt: skip
+        assert (finished.root / "results" / output).stat().st_size > 0, output
     assert not list((finished.root / "results").rglob("*.partial"))
     assert "Nothing to be done" in finished.snakemake("--dry-run").stdout
     assert finished.planned_jobs() == set()
@@ -48,19 +58,27 @@ def test_run_makes_every_output_then_has_nothing_to_do(finished):
 def test_measure_setting_reruns_measure_and_what_follows_never_train(finished):
     variant = finished.write_config("measure.yaml", _config_with("measure", samples=3))
     planned = finished.planned_jobs("--configfile", str(variant))
-    assert planned == {(stage, run) for stage in ("measure", "schedule", "figures") for run in RUNS}
+    stages = ("measure", "schedule", "figures")
+    assert planned == {(stage, run) for stage in stages for run in RUNS} | CLOSED_LOOP
 
 
-def test_schedule_setting_reruns_schedule_and_figures_only(finished):
+def test_schedule_setting_reruns_schedule_figures_and_the_closed_loop(finished):
     variant = finished.write_config("schedule.yaml", _config_with("schedule", smooth=5))
     planned = finished.planned_jobs("--configfile", str(variant))
-    assert planned == {(stage, run) for stage in ("schedule", "figures") for run in RUNS}
+    assert (
+        planned == {(stage, run) for stage in ("schedule", "figures") for run in RUNS} | CLOSED_LOOP
+    )
+
+
+def test_closed_loop_is_off_with_retrain_false(finished):
+    variant = finished.write_config("no-loop.yaml", _config_with("schedule", retrain=False))
+    assert finished.planned_jobs("--configfile", str(variant)) == set()
 
 
 def test_base_training_setting_reruns_every_stage_of_every_run(finished):
     variant = finished.write_config("base.yaml", _config_with("base", lr=0.02))
     planned = finished.planned_jobs("--configfile", str(variant))
-    assert planned == {(stage, run) for stage in STAGES for run in RUNS}
+    assert planned == {(stage, run) for stage in STAGES for run in RUNS} | CLOSED_LOOP
 
 
 def test_forcerun_figures_reruns_figures_only(finished):
@@ -76,6 +94,19 @@ def test_deleted_geometry_reruns_that_run_from_measure_on(finished):
     finally:
         os.replace(aside, geometry)
     assert planned == {(stage, "seed=1") for stage in ("measure", "schedule", "figures")}
+
+
+def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished):
+    """base--derived trained on schedule.json's lr, base--cosine on cosine.json's, both with the
+    base run's step budget."""
+    results = finished.root / "results"
+    for loop, name in (("derived", "schedule.json"), ("cosine", "cosine.json")):
+        document = json.loads((results / f"runs/base/{name}").read_text())
+        with h5py.File(results / f"runs/base--{loop}/trajectory.h5") as f:
+            lrs = f["steps/lr"][:]
+            config = json.loads(f.attrs["config"])
+        assert config["schedule"] == "file" and config["schedule_file"].endswith(name)
+        np.testing.assert_allclose(lrs, document["lr"], rtol=1e-12)
 
 
 def test_single_target_runs_only_what_it_needs(finished, tmp_path):

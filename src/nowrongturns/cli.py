@@ -3,9 +3,16 @@
     nwt train --run config/run.yaml --out results/runs/base/trajectory.h5
     nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
     nwt schedule results/runs/base/geometry.parquet results/runs/base/trajectory.h5 \
-        --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
+        --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json \
+        --bound results/runs/base/bound.csv --cosine results/runs/base/cosine.json
+    nwt closed-loop results/runs/{base,base--derived,base--cosine}/trajectory.h5 \
+        --summary results/runs/base/closed_loop.csv \
+        --curves results/runs/base/closed_loop_curves.csv
     nwt figures --geometry results/runs/base/geometry.parquet \
-        --schedule results/runs/base/schedule.csv --out-dir results/figures/base
+        --schedule results/runs/base/schedule.csv --bound results/runs/base/bound.csv \
+        --out-dir results/figures/base
+    nwt closed-loop-figure results/runs/base/closed_loop_curves.csv \
+        --out results/figures/base/closed_loop.png
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
 """
 
@@ -14,6 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .schedule_fit import FAMILIES
 
 
 def _set_threads(threads: int | None) -> None:
@@ -71,13 +80,37 @@ def cmd_gather_dense(args) -> None:
 def cmd_schedule(args) -> None:
     from .schedule import derive_schedule
 
-    derive_schedule(args.geometry, args.trajectory, args.csv, args.json, smooth=args.smooth)
+    derive_schedule(
+        args.geometry,
+        args.trajectory,
+        args.csv,
+        args.json,
+        args.bound,
+        args.cosine,
+        smooth=args.smooth,
+        fit=args.fit,
+        peak=args.peak,
+        ignore_last=args.ignore_last,
+        dense=args.dense,
+    )
+
+
+def cmd_closed_loop(args) -> None:
+    from .closed_loop import compare
+
+    compare(args.trajectories, args.summary, args.curves)
 
 
 def cmd_figures(args) -> None:
     from .figures import draw_run_figures
 
-    draw_run_figures(args.geometry, args.schedule, args.out_dir, fmt=args.format)
+    draw_run_figures(args.geometry, args.schedule, args.bound, args.out_dir, fmt=args.format)
+
+
+def cmd_closed_loop_figure(args) -> None:
+    from .figures import draw_closed_loop_figure
+
+    draw_closed_loop_figure(args.curves, args.out)
 
 
 def _compute_options(stage: argparse.ArgumentParser) -> None:
@@ -138,23 +171,47 @@ def parser() -> argparse.ArgumentParser:
     gather.set_defaults(func=cmd_gather_dense)
 
     schedule = stages.add_parser(
-        "schedule", help="the locally optimal step size eta* per checkpoint"
+        "schedule", help="the locally optimal step size eta*, its fitted schedule, the bound"
     )
     schedule.add_argument("geometry")
     schedule.add_argument("trajectory", help="for the learning rate used")
-    schedule.add_argument("--csv", required=True)
-    schedule.add_argument("--json", required=True)
+    schedule.add_argument("--csv", required=True, help="schedule.csv to write")
+    schedule.add_argument("--json", required=True, help="schedule.json to write")
+    schedule.add_argument("--bound", required=True, help="bound.csv to write")
+    schedule.add_argument("--cosine", required=True, help="the cosine baseline's lr file to write")
+    schedule.add_argument("--dense", help="dense.parquet, for a bound measured at every step")
     schedule.add_argument(
         "--smooth", type=int, default=9, help="running-median window (checkpoints)"
     )
+    schedule.add_argument("--fit", default="auto", choices=["auto", *FAMILIES])
+    schedule.add_argument(
+        "--peak", default="fitted", choices=["fitted", "base"], help="the derived schedule's peak"
+    )
+    schedule.add_argument(
+        "--ignore-last", type=float, default=0.05, help="fraction of training left out of the fit"
+    )
     schedule.set_defaults(func=cmd_schedule)
+
+    closed_loop = stages.add_parser(
+        "closed-loop", help="a run against its retrainings on the derived and cosine schedules"
+    )
+    closed_loop.add_argument("trajectories", nargs="+", help="runs/{name}/trajectory.h5 each")
+    closed_loop.add_argument("--summary", required=True, help="closed_loop.csv to write")
+    closed_loop.add_argument("--curves", required=True, help="closed_loop_curves.csv to write")
+    closed_loop.set_defaults(func=cmd_closed_loop)
 
     figures = stages.add_parser("figures", help="the figures of one run")
     figures.add_argument("--geometry", required=True)
     figures.add_argument("--schedule", required=True, help="schedule.csv")
+    figures.add_argument("--bound", required=True, help="bound.csv")
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
     figures.set_defaults(func=cmd_figures)
+
+    loop_figure = stages.add_parser("closed-loop-figure", help="the closed loop's figure")
+    loop_figure.add_argument("curves", help="closed_loop_curves.csv")
+    loop_figure.add_argument("--out", required=True, help="the figure to write (.png/.pdf/.svg)")
+    loop_figure.set_defaults(func=cmd_closed_loop_figure)
     return top
 
 

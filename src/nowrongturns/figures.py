@@ -71,47 +71,65 @@ def geometry_figure(table: pd.DataFrame, run: str) -> plt.Figure:
 
 
 def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
-    """The locally optimal step eta* (raw and smoothed) next to the learning rate used."""
+    """The locally optimal step eta* (raw, its band, smoothed, fitted) next to the lr used."""
     _style()
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
-    positive = schedule[schedule["eta_star"] > 0]
-    ax.scatter(
-        positive["progress"],
-        positive["eta_star"],
-        s=8,
-        color="C0",
-        alpha=0.6,
-        label=r"$\eta^*_t$ = RSI / EB$^2$ (median over sampled minibatches)",
-    )
-    ax.plot(
-        schedule["progress"],
-        schedule["eta_star_smooth"],
-        color="C0",
-        lw=2,
-        label=r"$\eta^*_t$ smoothed",
-    )
-    ax.plot(
-        schedule["progress"],
-        schedule["lr_used"],
-        color="k",
-        ls="--",
-        label=r"learning rate used $\eta_t$",
-    )
+    progress = schedule["progress"]
+    if "eta_sampled_p10" in schedule and schedule["eta_raw"].equals(schedule["eta_sampled"]):
+        band = schedule[["eta_sampled_p10", "eta_sampled_p90"]].where(lambda eta: eta > 0)
+        ax.fill_between(progress, band.iloc[:, 0], band.iloc[:, 1], color="C0", alpha=0.2, lw=0,
+                        label="10–90 % over sampled minibatches")  # fmt: skip
+    positive = schedule[schedule["eta_raw"] > 0]
+    ax.scatter(positive["progress"], positive["eta_raw"], s=8, color="C0", alpha=0.7,
+               label=r"$\eta^*_t$ = RSI / EB$^2$ (median)")  # fmt: skip
+    ax.plot(progress, schedule["eta_smooth"], color="C0", lw=2, label=r"$\eta^*_t$ smoothed")
+    ax.plot(progress, schedule["eta_fit"], color="C3", lw=1.5, label=r"$\eta^*_t$ fitted")
+    ax.plot(progress, schedule["lr_used"], color="k", ls="--", label=r"lr used $\eta_t$")
     ax.set_yscale("log")
     ax.set_xlabel("training progress $t/T$")
     ax.set_ylabel("step size")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize="small")  # fmt: skip
     ax.set_title(f"{run}: locally optimal step size along the path")
     return fig
 
 
-def draw_run_figures(geometry: str, schedule: str, out_dir: str, fmt: str = "png") -> list[Path]:
-    table = pd.read_parquet(geometry)
-    run = str(table["run"].iloc[0]) if len(table) else Path(out_dir).name
-    figures = {
-        "geometry": geometry_figure(table, run),
-        "schedule": schedule_figure(pd.read_csv(schedule), run),
-    }
+def bound_figure(bound: pd.DataFrame, run: str) -> plt.Figure:
+    """||w_t - w*||: stored, predicted from the measured per-step factors, and guaranteed."""
+    _style()
+    fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
+    stored = bound[bound["dist"] > 0]
+    ax.plot(bound["progress"], bound["dist_predicted"], color="C0", lw=2,
+            label=r"predicted: $\|w_0-w^*\| \prod_s (1 - 2\eta_s \mathrm{RSI}_s"
+                  r" + \eta_s^2 \mathrm{EB}_s^2)^{1/2}$")  # fmt: skip
+    ax.scatter(stored["progress"], stored["dist"], s=10, color="k", zorder=3,
+               label=r"actual $\|w_t - w^*\|$ (checkpoints)")  # fmt: skip
+    ax.plot(bound["progress"], bound["dist_guaranteed"], color="C3", ls="--",
+            label=r"guaranteed at step $\mu/L^2$: $(1-\mu^2/L^2)^{t/2}$")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("training progress $t/T$")
+    ax.set_ylabel(r"distance to $w^* = w_T$")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
+    ax.set_title(f"{run}: distance to the final point")
+    return fig
+
+
+def closed_loop_figure(curves: pd.DataFrame, run: str) -> plt.Figure:
+    """The run and its retrainings: lr, training loss and distance to each one's final point."""
+    _style()
+    panels = {"lr": "learning rate", "train_loss": "training loss",
+              "dist_to_final": r"$\|w_t - w_T\|$"}  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    for ax, (column, label) in zip(axes, panels.items()):
+        sns.lineplot(curves, x="progress", y=column, hue="run", ax=ax, legend=ax is axes[0])
+        ax.set_yscale("log")
+        ax.set_xlabel("training progress $t/T$")
+        ax.set_ylabel(label)
+    fig.suptitle(f"{run}: trained on its derived schedule and on warm-up + cosine")
+    return fig
+
+
+def save(figures: dict[str, plt.Figure], out_dir: str, fmt: str) -> list[Path]:
     paths = []
     for name, fig in figures.items():
         path = Path(out_dir) / f"{name}.{fmt}"
@@ -120,3 +138,23 @@ def draw_run_figures(geometry: str, schedule: str, out_dir: str, fmt: str = "png
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def draw_run_figures(
+    geometry: str, schedule: str, bound: str, out_dir: str, fmt: str = "png"
+) -> list[Path]:
+    table = pd.read_parquet(geometry)
+    run = str(table["run"].iloc[0]) if len(table) else Path(out_dir).name
+    figures = {
+        "geometry": geometry_figure(table, run),
+        "schedule": schedule_figure(pd.read_csv(schedule), run),
+        "bound": bound_figure(pd.read_csv(bound), run),
+    }
+    return save(figures, out_dir, fmt)
+
+
+def draw_closed_loop_figure(curves: str, out: str) -> Path:
+    path = Path(out)
+    run = path.parent.name
+    return save({path.stem: closed_loop_figure(pd.read_csv(curves), run)}, path.parent,
+                path.suffix[1:])[0]  # fmt: skip

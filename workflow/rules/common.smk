@@ -13,16 +13,25 @@ config.clear()
 config.update(validated)
 
 RUNS = expand_runs(config)
-RUN_TABLES = ["trajectory.h5", "geometry.parquet", "schedule.csv", "schedule.json"]
-DENSE = config["measure"]["dense"]
-RUN_FIGURES = [
-    f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")
+RUN_TABLES = [
+    "trajectory.h5",
+    "geometry.parquet",
+    "schedule.csv",
+    "schedule.json",
+    "bound.csv",
 ]
+DENSE = config["measure"]["dense"]
+FIGURE_FORMAT = config["figures"]["format"]
+RUN_FIGURES = [f"{name}.{FIGURE_FORMAT}" for name in ("geometry", "schedule", "bound")]
+# The closed loop: the base run retrained on each of these schedules (config schedule.retrain).
+LOOP_SCHEDULES = {"derived": "schedule.json", "cosine": "cosine.json"}
+RETRAINED = ["base"] if config["schedule"]["retrain"] else []
 
 
 wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
     segment=r"\d+",
+    loop="|".join(LOOP_SCHEDULES),
 
 
 def results_path(relative):
@@ -33,6 +42,21 @@ def results_path(relative):
 def run_config_json(wildcards):
     """Every training setting of one run: the train rule's only params, so any change retrains."""
     return json.dumps(RUNS[wildcards.run], sort_keys=True)
+
+
+def loop_schedule_file(wildcards):
+    """The lr file (schedule stage output) that run {run}--{loop} trains on."""
+    return results_path(f"runs/{wildcards.run}/{LOOP_SCHEDULES[wildcards.loop]}")
+
+
+def loop_run_config_json(wildcards):
+    """{run}'s settings but its learning rates, which come from the loop's schedule file."""
+    run = {
+        **RUNS[wildcards.run],
+        "schedule": "file",
+        "schedule_file": loop_schedule_file(wildcards),
+    }
+    return json.dumps(run, sort_keys=True)
 
 
 def stage_resources(stage, key):

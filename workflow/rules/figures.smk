@@ -2,6 +2,7 @@ rule figures:
     input:
         geometry=results_path("runs/{run}/geometry.parquet"),
         schedule=results_path("runs/{run}/schedule.csv"),
+        bound=results_path("runs/{run}/bound.csv"),
     output:
         expand(results_path("figures/{{run}}/{figure}"), figure=RUN_FIGURES),
     log:
@@ -12,8 +13,25 @@ rule figures:
     resources:
         mem_mb=stage_resources("figures", "mem_mb"),
     params:
-        format=config["figures"]["format"],
+        format=FIGURE_FORMAT,
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
     shell:
         "nwt figures --geometry {input.geometry:q} --schedule {input.schedule:q}"
-        " --out-dir {params.out_dir:q} --format {params.format} > {log:q} 2>&1"
+        " --bound {input.bound:q} --out-dir {params.out_dir:q} --format {params.format}"
+        " > {log:q} 2>&1"
+
+
+rule closed_loop_figure:
+    input:
+        results_path("runs/{run}/closed_loop_curves.csv"),
+    output:
+        results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"),
+    log:
+        results_path("logs/figures/{run}-closed_loop.log"),
+    benchmark:
+        results_path("benchmarks/figures/{run}-closed_loop.tsv")
+    threads: stage_resources("figures", "threads")
+    resources:
+        mem_mb=stage_resources("figures", "mem_mb"),
+    shell:
+        "nwt closed-loop-figure {input:q} --out {output:q} > {log:q} 2>&1"

@@ -2,9 +2,13 @@ rule schedule:
     input:
         geometry=results_path("runs/{run}/geometry.parquet"),
         trajectory=results_path("runs/{run}/trajectory.h5"),
+        # Dense mode measured every step: the bound then needs no checkpoint's values held.
+        dense=(results_path("runs/{run}/dense.parquet") if DENSE else []),
     output:
         csv=results_path("runs/{run}/schedule.csv"),
         json=results_path("runs/{run}/schedule.json"),
+        bound=results_path("runs/{run}/bound.csv"),
+        cosine=results_path("runs/{run}/cosine.json"),
     log:
         results_path("logs/schedule/{run}.log"),
     benchmark:
@@ -14,6 +18,12 @@ rule schedule:
         mem_mb=stage_resources("schedule", "mem_mb"),
     params:
         smooth=config["schedule"]["smooth"],
+        fit=config["schedule"]["fit"],
+        peak=config["schedule"]["peak"],
+        ignore_last=config["schedule"]["ignore_last"],
+        dense=lambda wildcards, input: f"--dense {input.dense}" if input.dense else "",
     shell:
         "nwt schedule {input.geometry:q} {input.trajectory:q} --csv {output.csv:q}"
-        " --json {output.json:q} --smooth {params.smooth} > {log:q} 2>&1"
+        " --json {output.json:q} --bound {output.bound:q} --cosine {output.cosine:q}"
+        " --smooth {params.smooth} --fit {params.fit} --peak {params.peak}"
+        " --ignore-last {params.ignore_last} {params.dense} > {log:q} 2>&1"

@@ -12,5 +12,5 @@ rule train:
         run=run_config_json,
         device=config["train"]["device"],
     shell:
-        "nwt train --run {params.run:q} --out {output:q} --run-name {wildcards.run:q}"
+        "nwt train --run {params.run:q} --out {output:q}"
         " --device {params.device} --threads {threads} > {log:q} 2>&1"

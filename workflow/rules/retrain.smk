@@ -1,0 +1,36 @@
+# The closed loop (config schedule.retrain): the base run trained again, through the train rule,
+# on the schedule derived from its geometry ({run}--derived) and on warm-up + cosine at the same
+# peak ({run}--cosine), with the same model, data order and step budget; then the three compared.
+
+
+use rule train as retrain with:
+    input:
+        loop_schedule_file,
+    output:
+        results_path("runs/{run}--{loop}/trajectory.h5"),
+    log:
+        results_path("logs/train/{run}--{loop}.log"),
+    benchmark:
+        results_path("benchmarks/train/{run}--{loop}.tsv")
+    params:
+        run=loop_run_config_json,
+        device=config["train"]["device"],
+
+
+rule closed_loop:
+    input:
+        results_path("runs/{run}/trajectory.h5"),
+        expand(results_path("runs/{{run}}--{loop}/trajectory.h5"), loop=LOOP_SCHEDULES),
+    output:
+        summary=results_path("runs/{run}/closed_loop.csv"),
+        curves=results_path("runs/{run}/closed_loop_curves.csv"),
+    log:
+        results_path("logs/closed_loop/{run}.log"),
+    benchmark:
+        results_path("benchmarks/closed_loop/{run}.tsv")
+    threads: stage_resources("schedule", "threads")
+    resources:
+        mem_mb=stage_resources("schedule", "mem_mb"),
+    shell:
+        "nwt closed-loop {input:q} --summary {output.summary:q}"
+        " --curves {output.curves:q} > {log:q} 2>&1"
