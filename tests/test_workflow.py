@@ -6,6 +6,7 @@ import os
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TINY_WORKFLOW_CONFIG, Workflow
 
@@ -107,6 +108,14 @@ def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished):
             config = json.loads(f.attrs["config"])
         assert config["schedule"] == "file" and config["schedule_file"].endswith(name)
         np.testing.assert_allclose(lrs, document["lr"], rtol=1e-12)
+    summary = pd.read_csv(results / "runs/base/closed_loop.csv").set_index("run")
+    assert list(summary.index) == ["base", "base--derived", "base--cosine"]
+    assert (summary["status"] == "complete").all()
+    peak = json.loads((results / "runs/base/schedule.json").read_text())["peak_lr"]
+    assert summary.loc["base--derived", "peak_lr"] == pytest.approx(peak)
+    assert summary.loc["base--cosine", "peak_lr"] == pytest.approx(peak)
+    curves = pd.read_csv(results / "runs/base/closed_loop_curves.csv")
+    assert set(curves["run"]) == set(summary.index) and (curves["dist_to_final"] >= 0).all()
 
 
 def test_single_target_runs_only_what_it_needs(finished, tmp_path):

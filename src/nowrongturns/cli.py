@@ -9,8 +9,8 @@
         --summary results/runs/base/closed_loop.csv \
         --curves results/runs/base/closed_loop_curves.csv
     nwt figures --geometry results/runs/base/geometry.parquet \
-        --schedule results/runs/base/schedule.csv --bound results/runs/base/bound.csv \
-        --out-dir results/figures/base
+        --schedule results/runs/base/schedule.csv --schedule-json results/runs/base/schedule.json \
+        --bound results/runs/base/bound.csv --out-dir results/figures/base
     nwt closed-loop-figure results/runs/base/closed_loop_curves.csv \
         --out results/figures/base/closed_loop.png
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
@@ -104,7 +104,9 @@ def cmd_closed_loop(args) -> None:
 def cmd_figures(args) -> None:
     from .figures import draw_run_figures
 
-    draw_run_figures(args.geometry, args.schedule, args.bound, args.out_dir, fmt=args.format)
+    draw_run_figures(
+        args.geometry, args.schedule, args.schedule_json, args.bound, args.out_dir, args.format
+    )
 
 
 def cmd_closed_loop_figure(args) -> None:
@@ -203,6 +205,7 @@ def parser() -> argparse.ArgumentParser:
     figures = stages.add_parser("figures", help="the figures of one run")
     figures.add_argument("--geometry", required=True)
     figures.add_argument("--schedule", required=True, help="schedule.csv")
+    figures.add_argument("--schedule-json", required=True, help="schedule.json")
     figures.add_argument("--bound", required=True, help="bound.csv")
     figures.add_argument("--out-dir", required=True)
     figures.add_argument("--format", default="png", choices=["png", "pdf", "svg"])

@@ -8,6 +8,7 @@ Each figure is one function taking tables and returning a matplotlib Figure.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -81,7 +82,7 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
                         label="10–90 % over sampled minibatches")  # fmt: skip
     positive = schedule[schedule["eta_raw"] > 0]
     ax.scatter(positive["progress"], positive["eta_raw"], s=8, color="C0", alpha=0.7,
-               label=r"$\eta^*_t$ = RSI / EB$^2$ (median)")  # fmt: skip
+               label=r"$\eta^*_t$ = RSI / EB$^2$ (SGD: median; else update)")  # fmt: skip
     ax.plot(progress, schedule["eta_smooth"], color="C0", lw=2, label=r"$\eta^*_t$ smoothed")
     ax.plot(progress, schedule["eta_fit"], color="C3", lw=1.5, label=r"$\eta^*_t$ fitted")
     ax.plot(progress, schedule["lr_used"], color="k", ls="--", label=r"lr used $\eta_t$")
@@ -94,7 +95,7 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     return fig
 
 
-def bound_figure(bound: pd.DataFrame, run: str) -> plt.Figure:
+def bound_figure(bound: pd.DataFrame, guarantee: dict, run: str) -> plt.Figure:
     """||w_t - w*||: stored, predicted from the measured per-step factors, and guaranteed."""
     _style()
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
@@ -104,8 +105,16 @@ def bound_figure(bound: pd.DataFrame, run: str) -> plt.Figure:
                   r" + \eta_s^2 \mathrm{EB}_s^2)^{1/2}$")  # fmt: skip
     ax.scatter(stored["progress"], stored["dist"], s=10, color="k", zorder=3,
                label=r"actual $\|w_t - w^*\|$ (checkpoints)")  # fmt: skip
-    ax.plot(bound["progress"], bound["dist_guaranteed"], color="C3", ls="--",
-            label=r"guaranteed at step $\mu/L^2$: $(1-\mu^2/L^2)^{t/2}$")  # fmt: skip
+    if guarantee["rate"] is not None:
+        promise = (rf"guaranteed at constant step $\mu/L^2$ = {guarantee['step']:.2g}: "
+                   rf"$(1-\mu^2/L^2)^{{t/2}}$, $\mu$ = {guarantee['mu']:.2g}, "
+                   rf"$L$ = {guarantee['L']:.2g}")  # fmt: skip
+        ax.plot(bound["progress"], bound["dist_guaranteed"], color="C3", ls="--", label=promise)
+    share = guarantee["rsi_positive_fraction"]
+    note = f"path but its last {guarantee['ignore_last']:.0%}: RSI > 0 on {share:.0%} of directions"
+    if guarantee["rate"] is None:
+        note += "\nRSI ≤ 0 somewhere: no linear-rate guarantee"
+    ax.text(0.02, 0.03, note, transform=ax.transAxes, va="bottom", fontsize="small")
     ax.set_yscale("log")
     ax.set_xlabel("training progress $t/T$")
     ax.set_ylabel(r"distance to $w^* = w_T$")
@@ -121,7 +130,8 @@ def closed_loop_figure(curves: pd.DataFrame, run: str) -> plt.Figure:
               "dist_to_final": r"$\|w_t - w_T\|$"}  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     for ax, (column, label) in zip(axes, panels.items()):
-        sns.lineplot(curves, x="progress", y=column, hue="run", ax=ax, legend=ax is axes[0])
+        positive = curves[curves[column] > 0]  # each run's last point is 0 from its w_T
+        sns.lineplot(positive, x="progress", y=column, hue="run", ax=ax, legend=ax is axes[0])
         ax.set_yscale("log")
         ax.set_xlabel("training progress $t/T$")
         ax.set_ylabel(label)
@@ -141,14 +151,16 @@ def save(figures: dict[str, plt.Figure], out_dir: str, fmt: str) -> list[Path]:
 
 
 def draw_run_figures(
-    geometry: str, schedule: str, bound: str, out_dir: str, fmt: str = "png"
+    geometry: str, schedule: str, schedule_json: str, bound: str, out_dir: str, fmt: str = "png"
 ) -> list[Path]:
     table = pd.read_parquet(geometry)
     run = str(table["run"].iloc[0]) if len(table) else Path(out_dir).name
     figures = {
         "geometry": geometry_figure(table, run),
         "schedule": schedule_figure(pd.read_csv(schedule), run),
-        "bound": bound_figure(pd.read_csv(bound), run),
+        "bound": bound_figure(
+            pd.read_csv(bound), json.loads(Path(schedule_json).read_text())["bound"], run
+        ),
     }
     return save(figures, out_dir, fmt)
 

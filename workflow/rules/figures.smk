@@ -2,6 +2,7 @@ rule figures:
     input:
         geometry=results_path("runs/{run}/geometry.parquet"),
         schedule=results_path("runs/{run}/schedule.csv"),
+        schedule_json=results_path("runs/{run}/schedule.json"),
         bound=results_path("runs/{run}/bound.csv"),
     output:
         expand(results_path("figures/{{run}}/{figure}"), figure=RUN_FIGURES),
@@ -17,7 +18,7 @@ rule figures:
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
     shell:
         "nwt figures --geometry {input.geometry:q} --schedule {input.schedule:q}"
-        " --bound {input.bound:q} --out-dir {params.out_dir:q} --format {params.format}"
+        " --schedule-json {input.schedule_json:q} --bound {input.bound:q} --out-dir {params.out_dir:q} --format {params.format}"
         " > {log:q} 2>&1"
 
 
