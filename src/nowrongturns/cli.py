@@ -24,12 +24,12 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import load_run_config
+    from .config import load_config
     from .train import train
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
-    train(load_run_config(args.run), args.out, device=args.device, run_name=run_name)
+    train(load_config(args.run), args.out, device=args.device, run_name=run_name)
 
 
 def cmd_measure(args) -> None:
