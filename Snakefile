@@ -20,5 +20,10 @@ include: "workflow/rules/figures.smk"
 rule all:
     input:
         expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
-        expand(results_path("figures/{run}/{figure}"), run=RUNS, figure=RUN_FIGURES),
+        expand(
+            results_path("figures/{run}/{figure}.{format}"),
+            run=RUNS,
+            figure=RUN_FIGURES,
+            format=FIGURE_FORMAT,
+        ),
         expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),

@@ -63,3 +63,4 @@ def test_workflow_replays_one_job_per_segment(tmp_path):
     assert dense["step"].tolist() == list(range(44))  # 1437 // 32 steps
     replays = sorted((tmp_path / "results/logs/replay/base").glob("*.log"))
     assert len(replays) == 7  # checkpoints 0, 1, 2, 10, 20, 30, 40, 44
+    assert (tmp_path / "results/figures/base/dense.png").stat().st_size > 0

@@ -4,8 +4,7 @@
     nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
     nwt schedule results/runs/base/geometry.parquet results/runs/base/trajectory.h5 \
         --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
-    nwt figures --geometry results/runs/base/geometry.parquet \
-        --schedule results/runs/base/schedule.csv --out-dir results/figures/base
+    nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
 """
 
@@ -77,13 +76,17 @@ def cmd_schedule(args) -> None:
 def cmd_figures(args) -> None:
     from .figures import draw_run_figures
 
-    draw_run_figures(args.geometry, args.schedule, args.out_dir, fmt=args.format)
+    draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
 def _compute_options(stage: argparse.ArgumentParser) -> None:
     """Where a stage that runs the model computes."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     stage.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def _figure_format(stage: argparse.ArgumentParser) -> None:
+    stage.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -150,10 +153,10 @@ def parser() -> argparse.ArgumentParser:
     schedule.set_defaults(func=cmd_schedule)
 
     figures = stages.add_parser("figures", help="the figures of one run")
-    figures.add_argument("--geometry", required=True)
-    figures.add_argument("--schedule", required=True, help="schedule.csv")
-    figures.add_argument("--out-dir", required=True)
-    figures.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+    figures.add_argument("names", nargs="+", help="figures to draw: geometry, schedule, dense")
+    figures.add_argument("--run-dir", required=True, help="the run's tables: runs/{run}")
+    figures.add_argument("--out-dir", required=True, help="receives {name}.{format}")
+    _figure_format(figures)
     figures.set_defaults(func=cmd_figures)
     return top
 

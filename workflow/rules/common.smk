@@ -2,6 +2,10 @@ import json
 import re
 from pathlib import Path
 
+# Snakemake's report(): under another name, since a line that starts with `report` reads as the
+# report: keyword.
+from snakemake.io import report as report_flag
+
 from nowrongturns.config import ConfigError, expand_runs, validate_config
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
@@ -15,9 +19,14 @@ config.update(validated)
 RUNS = expand_runs(config)
 RUN_TABLES = ["trajectory.h5", "geometry.parquet", "schedule.csv", "schedule.json"]
 DENSE = config["measure"]["dense"]
-RUN_FIGURES = [
-    f"{name}.{config['figures']['format']}" for name in ("geometry", "schedule")
-]
+FIGURE_FORMAT = config["figures"]["format"]
+# The figures of each run and their report category; figures.py RUN_FIGURES draws each from the
+# tables FIGURE_TABLES lists, and workflow/report/{name}.rst is its caption.
+RUN_FIGURES = {"geometry": "Per run", "schedule": "Schedules"}
+FIGURE_TABLES = ["geometry.parquet", "schedule.csv"]
+if DENSE:
+    RUN_FIGURES["dense"] = "Per run"
+    FIGURE_TABLES.append("dense.parquet")
 
 
 wildcard_constraints:
@@ -52,3 +61,16 @@ def replayed_segments(wildcards):
     return [
         results_path(f"runs/{wildcards.run}/dense/{k}.parquet") for k in range(count)
     ]
+
+
+def run_figure_outputs():
+    """Each figure of a run, marked for the report with its caption, category and labels."""
+    outputs = []
+    for name, category in RUN_FIGURES.items():
+        figure = results_path(f"figures/{{run}}/{name}.{FIGURE_FORMAT}")
+        labels = {"run": "{run}", "figure": name}
+        caption = f"../report/{name}.rst"
+        outputs.append(
+            report_flag(figure, caption, category, subcategory="{run}", labels=labels)
+        )
+    return outputs

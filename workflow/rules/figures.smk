@@ -1,9 +1,12 @@
+# The figures of each run (RUN_FIGURES), each marked for `snakemake --report` with its caption from
+# workflow/report/.
+
+
 rule figures:
     input:
-        geometry=results_path("runs/{run}/geometry.parquet"),
-        schedule=results_path("runs/{run}/schedule.csv"),
+        expand(results_path("runs/{{run}}/{table}"), table=FIGURE_TABLES),
     output:
-        expand(results_path("figures/{{run}}/{figure}"), figure=RUN_FIGURES),
+        run_figure_outputs(),
     log:
         results_path("logs/figures/{run}.log"),
     benchmark:
@@ -12,8 +15,12 @@ rule figures:
     resources:
         mem_mb=stage_resources("figures", "mem_mb"),
     params:
-        format=config["figures"]["format"],
+        format=FIGURE_FORMAT,
+        names=" ".join(RUN_FIGURES),
+        run_dir=lambda wildcards: results_path(f"runs/{wildcards.run}"),
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
+        # Cited by the captions.
+        settings=lambda wildcards: RUNS[wildcards.run],
     shell:
-        "nwt figures --geometry {input.geometry:q} --schedule {input.schedule:q}"
-        " --out-dir {params.out_dir:q} --format {params.format} > {log:q} 2>&1"
+        "nwt figures {params.names} --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
+        " --format {params.format} > {log:q} 2>&1"
