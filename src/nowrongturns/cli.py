@@ -6,6 +6,8 @@
         --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
     nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
+    nwt claims --config config.json --csv claims.csv --html claims.html \
+        --geometry results/runs/*/geometry.parquet --schedules results/runs/*/schedule.json
 """
 
 from __future__ import annotations
@@ -79,10 +81,37 @@ def cmd_figures(args) -> None:
     draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
+def _geometry_tables(paths: list[str]) -> dict:
+    """Run name (from its `run` column) -> geometry table."""
+    import pandas as pd
+
+    tables = {}
+    for path in paths:
+        table = pd.read_parquet(path)
+        if table.empty:
+            raise ValueError(f"{path}: the geometry table has no rows")
+        tables[str(table["run"].iloc[0])] = table
+    return tables
+
+
+def cmd_claims(args) -> None:
+    from .claims import write_claims
+    from .config import load_config
+
+    config = load_config(args.config, "workflow config")
+    write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html)
+
+
 def _compute_options(stage: argparse.ArgumentParser) -> None:
     """Where a stage that runs the model computes."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     stage.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+CONFIG_HELP = (
+    "the workflow config with its defaults filled, as the workflow passes it: inline JSON, or a "
+    "YAML/JSON file"
+)
 
 
 def _figure_format(stage: argparse.ArgumentParser) -> None:
@@ -158,6 +187,14 @@ def parser() -> argparse.ArgumentParser:
     figures.add_argument("--out-dir", required=True, help="receives {name}.{format}")
     _figure_format(figures)
     figures.set_defaults(func=cmd_figures)
+
+    claims = stages.add_parser("claims", help="the paper's claims checked on every run")
+    claims.add_argument("--config", required=True, help=CONFIG_HELP)
+    claims.add_argument("--geometry", nargs="+", required=True, help="every run's geometry.parquet")
+    claims.add_argument("--schedules", nargs="*", default=[], help="every run's schedule.json")
+    claims.add_argument("--csv", required=True, help="claims.csv to write")
+    claims.add_argument("--html", required=True, help="claims.html to write")
+    claims.set_defaults(func=cmd_claims)
     return top
 
 
