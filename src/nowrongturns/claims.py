@@ -35,6 +35,13 @@ MIDDLE = (0.1, 0.9)  # "the middle 80 %"
 SETTINGS = ("task", "model", "optimizer", "batch_size", "lr", "seed")
 
 
+def check_tables(tables: dict[str, pd.DataFrame], runs) -> None:
+    """Fail naming every run of `runs` that has no geometry table."""
+    missing = sorted(set(runs) - set(tables))
+    if missing:
+        raise ValueError(f"no geometry table of run {missing}")
+
+
 def max_factor(medians: pd.Series) -> float:
     """The largest factor between a value and the median of the values: max(v/m, m/v)."""
     middle = medians.median()
@@ -86,9 +93,7 @@ def claims_table(
 ) -> pd.DataFrame:
     """One row per run of the config, in its order (see the module docstring)."""
     runs = expand_runs(config)
-    missing = sorted(set(runs) - set(tables))
-    if missing:
-        raise ValueError(f"no geometry table of run {missing}")
+    check_tables(tables, runs)
     rows = {
         name: {key: run[key] for key in SETTINGS} | run_claims(tables[name])
         for name, run in runs.items()

@@ -6,6 +6,8 @@
         --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json
     nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
+    nwt ablation-figure batch_size --config config.json --out figures/ablations/batch_size.png \
+        results/runs/*/geometry.parquet
     nwt claims --config config.json --csv claims.csv --html claims.html \
         --geometry results/runs/*/geometry.parquet --schedules results/runs/*/schedule.json
 """
@@ -94,6 +96,27 @@ def _geometry_tables(paths: list[str]) -> dict:
     return tables
 
 
+def cmd_ablation_figure(args) -> None:
+    from .comparisons import ablation_figure
+    from .config import load_config
+    from .figures import save_figure
+
+    config = load_config(args.config, "workflow config")
+    if args.factor not in config["ablations"]:
+        raise ValueError(f"{args.factor!r} is not a factor of `ablations` in the config")
+    figure = ablation_figure(_geometry_tables(args.geometry), config, args.factor)
+    save_figure(figure, args.out, args.format)
+
+
+def cmd_contrast_figure(args) -> None:
+    from .comparisons import contrast_figure
+    from .config import load_config
+    from .figures import save_figure
+
+    config = load_config(args.config, "workflow config")
+    save_figure(contrast_figure(_geometry_tables(args.geometry), config), args.out, args.format)
+
+
 def cmd_claims(args) -> None:
     from .claims import write_claims
     from .config import load_config
@@ -116,6 +139,13 @@ CONFIG_HELP = (
 
 def _figure_format(stage: argparse.ArgumentParser) -> None:
     stage.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+
+
+def _comparison_options(stage: argparse.ArgumentParser) -> None:
+    """A figure of several runs: which runs there are (the config), and where it goes."""
+    stage.add_argument("--config", required=True, help=CONFIG_HELP)
+    stage.add_argument("--out", required=True, help="the figure to write")
+    _figure_format(stage)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,6 +217,19 @@ def parser() -> argparse.ArgumentParser:
     figures.add_argument("--out-dir", required=True, help="receives {name}.{format}")
     _figure_format(figures)
     figures.set_defaults(func=cmd_figures)
+
+    ablation = stages.add_parser("ablation-figure", help="one line per level of an ablation factor")
+    ablation.add_argument("factor", help="a key of the config's `ablations`")
+    ablation.add_argument("geometry", nargs="+", help="geometry.parquet of each run of the factor")
+    _comparison_options(ablation)
+    ablation.set_defaults(func=cmd_ablation_figure)
+
+    contrast = stages.add_parser(
+        "contrast-figure", help="gamma of the networks beside the synthetic objectives"
+    )
+    contrast.add_argument("geometry", nargs="+", help="geometry.parquet of every run")
+    _comparison_options(contrast)
+    contrast.set_defaults(func=cmd_contrast_figure)
 
     claims = stages.add_parser("claims", help="the paper's claims checked on every run")
     claims.add_argument("--config", required=True, help=CONFIG_HELP)
