@@ -56,7 +56,7 @@ def test_replay_that_misses_the_next_checkpoint_fails(trained, tmp_path):
 def test_workflow_replays_one_job_per_segment(tmp_path):
     config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config["measure"] = {**config["measure"], "dense": True}
-    config["ablations"] = {}
+    config["ablations"], config["runs"] = {}, {}
     flow = Workflow(tmp_path, config)
     flow.snakemake()
     dense = pd.read_parquet(tmp_path / "results/runs/base/dense.parquet")

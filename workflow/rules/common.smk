@@ -6,7 +6,13 @@ from pathlib import Path
 # report: keyword.
 from snakemake.io import report as report_flag
 
-from nowrongturns.config import ConfigError, expand_runs, validate_config
+from nowrongturns.config import (
+    SYNTHETIC_TASKS,
+    ConfigError,
+    ablation_levels,
+    expand_runs,
+    validate_config,
+)
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 try:
@@ -27,11 +33,21 @@ FIGURE_TABLES = ["geometry.parquet", "schedule.csv"]
 if DENSE:
     RUN_FIGURES["dense"] = "Per run"
     FIGURE_TABLES.append("dense.parquet")
+ABLATION_LEVELS = ablation_levels(config)
+SYNTHETIC_RUNS = [name for name, run in RUNS.items() if run["task"] in SYNTHETIC_TASKS]
+# The contrasting figure sets networks beside synthetic objectives: it needs one of each.
+CONTRAST = 0 < len(SYNTHETIC_RUNS) < len(RUNS)
+# What says which runs there are and what each is: the figures and tables that compare runs.
+# In the config's order, which fixes each run's colour.
+RUNS_CONFIG = json.dumps(
+    {key: config[key] for key in ("base", "ablations", "runs", "data")}
+)
 
 
 wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
     segment=r"\d+",
+    factor="|".join(re.escape(factor) for factor in ABLATION_LEVELS) or "(?!)",
 
 
 def results_path(relative):
@@ -74,3 +90,14 @@ def run_figure_outputs():
             report_flag(figure, caption, category, subcategory="{run}", labels=labels)
         )
     return outputs
+
+
+def geometry_tables(runs):
+    return [results_path(f"runs/{run}/geometry.parquet") for run in runs]
+
+
+def ablation_geometry(wildcards):
+    """The geometry table of every run at a level of the factor."""
+    return geometry_tables(
+        run for _, runs in ABLATION_LEVELS[wildcards.factor] for run in runs
+    )

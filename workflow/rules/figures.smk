@@ -1,5 +1,5 @@
-# The figures of each run (RUN_FIGURES), each marked for `snakemake --report` with its caption from
-# workflow/report/.
+# The figures: per run (RUN_FIGURES), one per ablation factor, and the contrasting examples. Each is
+# marked for `snakemake --report`, with its caption from workflow/report/.
 
 
 rule figures:
@@ -23,4 +23,54 @@ rule figures:
         settings=lambda wildcards: RUNS[wildcards.run],
     shell:
         "nwt figures {params.names} --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
+        " --format {params.format} > {log:q} 2>&1"
+
+
+rule ablation_figure:
+    input:
+        ablation_geometry,
+    output:
+        report(
+            results_path(f"figures/ablations/{{factor}}.{FIGURE_FORMAT}"),
+            caption="../report/ablation.rst",
+            category="Ablations",
+            labels={"factor": "{factor}"},
+        ),
+    log:
+        results_path("logs/ablation_figure/{factor}.log"),
+    benchmark:
+        results_path("benchmarks/ablation_figure/{factor}.tsv")
+    threads: stage_resources("figures", "threads")
+    resources:
+        mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=FIGURE_FORMAT,
+        config=RUNS_CONFIG,
+    shell:
+        "nwt ablation-figure {wildcards.factor:q} {input:q} --config {params.config:q}"
+        " --out {output:q} --format {params.format} > {log:q} 2>&1"
+
+
+rule contrast_figure:
+    input:
+        geometry_tables(RUNS),
+    output:
+        report(
+            results_path(f"figures/contrasting.{FIGURE_FORMAT}"),
+            caption="../report/contrasting.rst",
+            category="Contrasting examples",
+            labels={"figure": "networks beside synthetic objectives"},
+        ),
+    log:
+        results_path("logs/contrast_figure/contrasting.log"),
+    benchmark:
+        results_path("benchmarks/contrast_figure/contrasting.tsv")
+    threads: stage_resources("figures", "threads")
+    resources:
+        mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=FIGURE_FORMAT,
+        config=RUNS_CONFIG,
+    shell:
+        "nwt contrast-figure {input:q} --config {params.config:q} --out {output:q}"
         " --format {params.format} > {log:q} 2>&1"
