@@ -122,7 +122,8 @@ def _decoded(data_uri: str) -> bytes:
 def test_the_report_shows_every_figure_and_the_claims_table(finished_workflow, report, browser):
     results = finished_workflow.root / "results"
     browser.get(report.as_uri())
-    _wait_for(browser, lambda: set(CATEGORIES) <= set(_menu_texts(browser)))
+    menu = _wait_for(browser, lambda: _menu_texts(browser))
+    assert set(CATEGORIES) <= set(menu), menu
 
     shown = {}
     for run in ("base", "rosenbrock", "seed=1"):
