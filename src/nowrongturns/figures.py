@@ -137,13 +137,14 @@ def dense_figure(dense: pd.DataFrame, geometry: pd.DataFrame, run: str) -> plt.F
     median, beside the checkpoints' sampled median."""
     fig, panels = three_panels(f"{run}: geometry of every training step (dense mode)")
     steps = dense[dense["source"] == "train_batch"].sort_values("step")
-    window = max(1, len(steps) // 50)
+    window = len(steps) // 50  # a running median only where there are many steps
     for column, ax in panels.items():
-        ax.plot(steps["progress"], steps[column], color="C1", lw=0.5, alpha=0.4, label="each step")
-        running = steps[column].rolling(window, center=True, min_periods=1).median()
-        ax.plot(
-            steps["progress"], running, color="C1", lw=2, label=f"running median, {window} steps"
-        )
+        faint = {"lw": 0.5, "alpha": 0.4} if window > 1 else {}
+        ax.plot(steps["progress"], steps[column], color="C1", label="each step", **faint)
+        if window > 1:
+            running = steps[column].rolling(window, center=True, min_periods=1).median()
+            label = f"running median over {window} steps"
+            ax.plot(steps["progress"], running, color="C1", lw=2, label=label)
         median = sampled_quantiles(geometry, column)[0.5]
         ax.plot(median.index, median, "o", ms=3, color="C0", label="sampled minibatches: median")
     scale_axes(panels, steps["rsi"])
