@@ -32,10 +32,21 @@ TINY_BASE = {
 # ... with every other run key at its schema default, as the workflow passes it to `nwt train`.
 TINY_RUN = expand_runs(validate_config({"base": TINY_BASE}, SCHEMA))["base"]
 
-# The workflow's tiny config: two runs (base and seed=1), a few seconds per job.
+# The workflow's tiny config, a few seconds per job: base and seed=1, and a contrasting example,
+# Rosenbrock's valley (2000 steps of a 2-D point, 2 s; gamma < 0 at every other one of the first).
 TINY_WORKFLOW_CONFIG = {
     "base": TINY_BASE,
     "ablations": {"seed": [1]},
+    "runs": {
+        "rosenbrock": {
+            "task": "rosenbrock",
+            "model": "point",
+            "lr": 0.001,
+            "batch_size": 1,
+            "epochs": 20,
+            "checkpoint": {"dense_first": 10, "every": 500},
+        }
+    },
     "measure": {"samples": 2},
     "schedule": {"smooth": 3},
 }
@@ -142,13 +153,14 @@ class Workflow:
         return result
 
     def planned_jobs(self, *args: str) -> set[tuple[str, str]]:
-        """(rule, run) of every job a dry run plans, read from Snakemake's own dry-run output."""
+        """(rule, run) of every job a dry run plans, read from Snakemake's own dry-run output:
+        the run, or the factor of an ablation figure, or "" for a job of every run."""
         output = self.snakemake("--dry-run", *args).stdout
         jobs = set()
         for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
             rule = re.match(r"(?:local)?rule (\w+):", block)
             if rule and rule.group(1) != "all":
-                run = re.search(r"wildcards: run=([^,\s]+)", block)
+                run = re.search(r"wildcards: (?:run|factor)=([^,\s]+)", block)
                 jobs.add((rule.group(1), run.group(1) if run else ""))
         return jobs
 
@@ -156,3 +168,11 @@ class Workflow:
 @pytest.fixture
 def workflow(tmp_path) -> Workflow:
     return Workflow(tmp_path, copy.deepcopy(TINY_WORKFLOW_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def finished_workflow(tmp_path_factory) -> Workflow:
+    """The tiny workflow, run to the end once per session (the workflow and report tests)."""
+    flow = Workflow(tmp_path_factory.mktemp("workflow"), copy.deepcopy(TINY_WORKFLOW_CONFIG))
+    flow.snakemake()
+    return flow

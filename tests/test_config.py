@@ -3,7 +3,7 @@
 import pytest
 from conftest import SCHEMA
 
-from nowrongturns.config import ConfigError, expand_runs, validate_config
+from nowrongturns.config import ConfigError, ablation_levels, expand_runs, validate_config
 
 
 def test_defaults_fill_every_key():
@@ -68,3 +68,38 @@ def test_named_runs_change_several_settings():
 def test_run_errors_name_the_key(config, key):
     with pytest.raises(ConfigError, match=key):
         validate_config(config, SCHEMA)
+
+
+def test_ablation_levels_come_from_the_runs_settings():
+    config = validate_config(
+        {
+            "base": {"batch_size": 64, "seed": 0},
+            "ablations": {"batch_size": [256, 16], "seed": [1, 2], "optimizer": ["adam"]},
+            "runs": {
+                "crossed": {"batch_size": 16, "seed": 1},  # a replicate of level 16
+                "lm": {"task": "pydoc", "model": "transformer"},  # at no level
+            },
+        },
+        SCHEMA,
+    )
+    levels = ablation_levels(config)
+    assert list(levels) == ["batch_size", "seed", "optimizer"]
+    # Numbers in order; the base value is a level, with base and its seed replicates.
+    assert levels["batch_size"] == [
+        (16, ["batch_size=16", "crossed"]),
+        (64, ["base", "seed=1", "seed=2"]),
+        (256, ["batch_size=256"]),
+    ]
+    assert levels["seed"] == [(0, ["base"]), (1, ["seed=1"]), (2, ["seed=2"])]
+    assert levels["optimizer"] == [
+        ("sgd", ["base", "seed=1", "seed=2"]),
+        ("adam", ["optimizer=adam"]),
+    ]
+
+
+def test_a_task_ablation_differs_in_the_task_alone():
+    """Its data directory follows the task: not a second difference."""
+    config = validate_config(
+        {"ablations": {"task": ["cifar10"]}, "data": {"cifar10": "/data/cifar"}}, SCHEMA
+    )
+    assert ablation_levels(config)["task"] == [("digits", ["base"]), ("cifar10", ["task=cifar10"])]

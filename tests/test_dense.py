@@ -56,10 +56,11 @@ def test_replay_that_misses_the_next_checkpoint_fails(trained, tmp_path):
 def test_workflow_replays_one_job_per_segment(tmp_path):
     config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config["measure"] = {**config["measure"], "dense": True}
-    config["ablations"] = {}
+    config["ablations"], config["runs"] = {}, {}
     flow = Workflow(tmp_path, config)
     flow.snakemake()
     dense = pd.read_parquet(tmp_path / "results/runs/base/dense.parquet")
     assert dense["step"].tolist() == list(range(44))  # 1437 // 32 steps
     replays = sorted((tmp_path / "results/logs/replay/base").glob("*.log"))
     assert len(replays) == 7  # checkpoints 0, 1, 2, 10, 20, 30, 40, 44
+    assert (tmp_path / "results/figures/base/dense.png").stat().st_size > 0

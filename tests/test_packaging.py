@@ -32,7 +32,15 @@ def test_environment_yml_matches_pyproject():
 
 
 def test_every_stage_has_help():
-    for stage in ("train", "measure", "schedule", "figures"):
+    for stage in (
+        "train",
+        "measure",
+        "schedule",
+        "figures",
+        "ablation-figure",
+        "contrast-figure",
+        "claims",
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "nowrongturns", stage, "--help"], capture_output=True, text=True
         )

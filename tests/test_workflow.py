@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_WORKFLOW_CONFIG, Workflow
 
-RUNS = {"base", "seed=1"}
+RUNS = {"base", "seed=1", "rosenbrock"}
 STAGES = {"train", "measure", "schedule", "figures"}
 OUTPUTS = [
     "runs/{run}/trajectory.h5",
@@ -24,14 +24,14 @@ OUTPUTS = [
 ]
 # The closed loop on the base run: its two retrainings, their comparison and its figure.
 CLOSED_LOOP = {(rule, "base") for rule in ("retrain", "closed_loop", "closed_loop_figure")}
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Workflow:
-    """The tiny workflow, run to the end once for this module."""
-    flow = Workflow(tmp_path_factory.mktemp("workflow"), copy.deepcopy(TINY_WORKFLOW_CONFIG))
-    flow.snakemake()
-    return flow
+# The jobs over several runs: (rule, the factor of an ablation figure or "") and their outputs.
+COMPARISONS = {("ablation_figure", "seed"), ("contrast_figure", ""), ("claims", "")}
+COMPARISON_OUTPUTS = [
+    "figures/ablations/seed.png",
+    "figures/contrasting.png",
+    "claims.csv",
+    "claims.html",
+]
 
 
 def _config_with(section: str, **changes) -> dict:
@@ -40,67 +40,75 @@ def _config_with(section: str, **changes) -> dict:
     return config
 
 
-def test_run_makes_every_output_then_has_nothing_to_do(finished):
+def test_run_makes_every_output_then_has_nothing_to_do(finished_workflow):
     for run in RUNS:
         for output in OUTPUTS:
-            path = finished.root / "results" / output.format(run=run)
+            path = finished_workflow.root / "results" / output.format(run=run)
             assert path.stat().st_size > 0, path
         for stage in STAGES:
-            assert (finished.root / f"results/logs/{stage}/{run}.log").exists()
-            assert (finished.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
+            assert (finished_workflow.root / f"results/logs/{stage}/{run}.log").exists()
+            assert (finished_workflow.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
     for output in ("runs/base--derived/trajectory.h5", "runs/base--cosine/trajectory.h5",
                    "runs/base/closed_loop.csv", "figures/base/closed_loop.png"):  # fmt: skip
-        assert (finished.root / "results" / output).stat().st_size > 0, output
-    assert not list((finished.root / "results").rglob("*.partial"))
-    assert "Nothing to be done" in finished.snakemake("--dry-run").stdout
-    assert finished.planned_jobs() == set()
+        assert (finished_workflow.root / "results" / output).stat().st_size > 0, output
+    for output in COMPARISON_OUTPUTS:
+        assert (finished_workflow.root / "results" / output).stat().st_size > 0, output
+    for log in ("ablation_figure/seed", "contrast_figure/contrasting", "claims/claims"):
+        assert (finished_workflow.root / f"results/logs/{log}.log").exists()
+    assert not list((finished_workflow.root / "results").rglob("*.partial"))
+    assert "Nothing to be done" in finished_workflow.snakemake("--dry-run").stdout
+    assert finished_workflow.planned_jobs() == set()
 
 
-def test_measure_setting_reruns_measure_and_what_follows_never_train(finished):
-    variant = finished.write_config("measure.yaml", _config_with("measure", samples=3))
-    planned = finished.planned_jobs("--configfile", str(variant))
-    stages = ("measure", "schedule", "figures")
-    assert planned == {(stage, run) for stage in stages for run in RUNS} | CLOSED_LOOP
+def test_measure_setting_reruns_measure_and_what_follows_never_train(finished_workflow):
+    variant = finished_workflow.write_config("measure.yaml", _config_with("measure", samples=3))
+    planned = finished_workflow.planned_jobs("--configfile", str(variant))
+    per_run = {(stage, run) for stage in ("measure", "schedule", "figures") for run in RUNS}
+    assert planned == per_run | COMPARISONS | CLOSED_LOOP
 
 
-def test_schedule_setting_reruns_schedule_figures_and_the_closed_loop(finished):
-    variant = finished.write_config("schedule.yaml", _config_with("schedule", smooth=5))
-    planned = finished.planned_jobs("--configfile", str(variant))
-    assert (
-        planned == {(stage, run) for stage in ("schedule", "figures") for run in RUNS} | CLOSED_LOOP
+def test_schedule_setting_reruns_schedule_figures_claims_and_the_closed_loop(finished_workflow):
+    variant = finished_workflow.write_config("schedule.yaml", _config_with("schedule", smooth=5))
+    planned = finished_workflow.planned_jobs("--configfile", str(variant))
+    per_run = {(stage, run) for stage in ("schedule", "figures") for run in RUNS}
+    assert planned == per_run | {("claims", "")} | CLOSED_LOOP
+
+
+def test_closed_loop_is_off_with_retrain_false(finished_workflow):
+    variant = finished_workflow.write_config(
+        "no-loop.yaml", _config_with("schedule", retrain=False)
     )
+    assert finished_workflow.planned_jobs("--configfile", str(variant)) == set()
 
 
-def test_closed_loop_is_off_with_retrain_false(finished):
-    variant = finished.write_config("no-loop.yaml", _config_with("schedule", retrain=False))
-    assert finished.planned_jobs("--configfile", str(variant)) == set()
+def test_base_training_setting_reruns_every_stage_of_every_run(finished_workflow):
+    variant = finished_workflow.write_config("base.yaml", _config_with("base", weight_decay=1e-4))
+    planned = finished_workflow.planned_jobs("--configfile", str(variant))
+    assert planned == {(stage, run) for stage in STAGES for run in RUNS} | COMPARISONS | CLOSED_LOOP
 
 
-def test_base_training_setting_reruns_every_stage_of_every_run(finished):
-    variant = finished.write_config("base.yaml", _config_with("base", lr=0.02))
-    planned = finished.planned_jobs("--configfile", str(variant))
-    assert planned == {(stage, run) for stage in STAGES for run in RUNS} | CLOSED_LOOP
+def test_forcerun_figures_reruns_figures_only(finished_workflow):
+    assert finished_workflow.planned_jobs("--forcerun", "figures") == {
+        ("figures", run) for run in RUNS
+    }
 
 
-def test_forcerun_figures_reruns_figures_only(finished):
-    assert finished.planned_jobs("--forcerun", "figures") == {("figures", run) for run in RUNS}
-
-
-def test_deleted_geometry_reruns_that_run_from_measure_on(finished):
-    geometry = finished.root / "results/runs/seed=1/geometry.parquet"
+def test_deleted_geometry_reruns_that_run_from_measure_on(finished_workflow):
+    geometry = finished_workflow.root / "results/runs/seed=1/geometry.parquet"
     aside = geometry.with_name("aside.parquet")
     os.replace(geometry, aside)
     try:
-        planned = finished.planned_jobs()
+        planned = finished_workflow.planned_jobs()
     finally:
         os.replace(aside, geometry)
-    assert planned == {(stage, "seed=1") for stage in ("measure", "schedule", "figures")}
+    per_run = {(stage, "seed=1") for stage in ("measure", "schedule", "figures")}
+    assert planned == per_run | COMPARISONS
 
 
-def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished):
+def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished_workflow):
     """base--derived trained on schedule.json's lr, base--cosine on cosine.json's, both with the
     base run's step budget."""
-    results = finished.root / "results"
+    results = finished_workflow.root / "results"
     for loop, name in (("derived", "schedule.json"), ("cosine", "cosine.json")):
         document = json.loads((results / f"runs/base/{name}").read_text())
         with h5py.File(results / f"runs/base--{loop}/trajectory.h5") as f:
@@ -118,7 +126,7 @@ def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished):
     assert set(curves["run"]) == set(summary.index) and (curves["dist_to_final"] >= 0).all()
 
 
-def test_single_target_runs_only_what_it_needs(finished, tmp_path):
+def test_single_target_runs_only_what_it_needs(finished_workflow, tmp_path):
     flow = Workflow(tmp_path, copy.deepcopy(TINY_WORKFLOW_CONFIG))
     assert flow.planned_jobs("results/runs/base/geometry.parquet") == {
         ("train", "base"),
@@ -150,3 +158,28 @@ def test_malformed_config_stops_before_any_job(workflow, config_change, key):
     assert result.returncode != 0
     assert key in result.stderr
     assert not (workflow.root / "results").exists()
+
+
+def test_new_ablation_factor_gets_its_figure(finished_workflow):
+    """A factor added to `ablations` needs no code: its runs, then its figure, one line a level."""
+    config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
+    config["ablations"] = {**config["ablations"], "width": [2]}
+    variant = finished_workflow.write_config("width.yaml", config)
+    target = "results/figures/ablations/width.png"
+    assert ("ablation_figure", "width") in finished_workflow.planned_jobs(
+        "--configfile", str(variant)
+    )
+    finished_workflow.snakemake(target, "--configfile", str(variant))
+    assert (finished_workflow.root / target).stat().st_size > 0
+    trained = {
+        path.parent.name for path in (finished_workflow.root / "results/runs").glob("*/*.h5")
+    }
+    assert "width=2" in trained
+
+
+def test_figure_format_is_a_setting(finished_workflow):
+    variant = finished_workflow.write_config("svg.yaml", _config_with("figures", format="svg"))
+    planned = finished_workflow.snakemake("--dry-run", "--configfile", str(variant)).stdout
+    for output in ("figures/base/geometry.svg", "figures/ablations/seed.svg", "contrasting.svg"):
+        assert output in planned
+    assert ".png" not in planned

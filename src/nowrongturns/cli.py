@@ -8,12 +8,12 @@
     nwt closed-loop results/runs/{base,base--derived,base--cosine}/trajectory.h5 \
         --summary results/runs/base/closed_loop.csv \
         --curves results/runs/base/closed_loop_curves.csv
-    nwt figures --geometry results/runs/base/geometry.parquet \
-        --schedule results/runs/base/schedule.csv --schedule-json results/runs/base/schedule.json \
-        --bound results/runs/base/bound.csv --out-dir results/figures/base
-    nwt closed-loop-figure results/runs/base/closed_loop_curves.csv \
-        --out results/figures/base/closed_loop.png
+    nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule bound
     nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
+    nwt ablation-figure batch_size --config config.json --out figures/ablations/batch_size.png \
+        results/runs/*/geometry.parquet
+    nwt claims --config config.json --csv claims.csv --html claims.html \
+        --geometry results/runs/*/geometry.parquet --schedules results/runs/*/schedule.json
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import load_run_config
+    from .config import load_config
     from .train import train
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
-    train(load_run_config(args.run), args.out, device=args.device, run_name=run_name)
+    train(load_config(args.run), args.out, device=args.device, run_name=run_name)
 
 
 def cmd_measure(args) -> None:
@@ -104,21 +104,72 @@ def cmd_closed_loop(args) -> None:
 def cmd_figures(args) -> None:
     from .figures import draw_run_figures
 
-    draw_run_figures(
-        args.geometry, args.schedule, args.schedule_json, args.bound, args.out_dir, args.format
-    )
+    draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
-def cmd_closed_loop_figure(args) -> None:
-    from .figures import draw_closed_loop_figure
+def _geometry_tables(paths: list[str]) -> dict:
+    """Run name (from its `run` column) -> geometry table."""
+    import pandas as pd
 
-    draw_closed_loop_figure(args.curves, args.out)
+    tables = {}
+    for path in paths:
+        table = pd.read_parquet(path)
+        if table.empty:
+            raise ValueError(f"{path}: the geometry table has no rows")
+        tables[str(table["run"].iloc[0])] = table
+    return tables
+
+
+def cmd_ablation_figure(args) -> None:
+    from .comparisons import ablation_figure
+    from .config import load_config
+    from .figures import save_figure
+
+    config = load_config(args.config, "workflow config")
+    if args.factor not in config["ablations"]:
+        raise ValueError(f"{args.factor!r} is not a factor of `ablations` in the config")
+    figure = ablation_figure(_geometry_tables(args.geometry), config, args.factor)
+    save_figure(figure, args.out, args.format)
+
+
+def cmd_contrast_figure(args) -> None:
+    from .comparisons import contrast_figure
+    from .config import load_config
+    from .figures import save_figure
+
+    config = load_config(args.config, "workflow config")
+    save_figure(contrast_figure(_geometry_tables(args.geometry), config), args.out, args.format)
+
+
+def cmd_claims(args) -> None:
+    from .claims import write_claims
+    from .config import load_config
+
+    config = load_config(args.config, "workflow config")
+    write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html)
 
 
 def _compute_options(stage: argparse.ArgumentParser) -> None:
     """Where a stage that runs the model computes."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     stage.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+CONFIG_HELP = (
+    "the workflow config with its defaults filled, as the workflow passes it: inline JSON, or a "
+    "YAML/JSON file"
+)
+
+
+def _figure_format(stage: argparse.ArgumentParser) -> None:
+    stage.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+
+
+def _comparison_options(stage: argparse.ArgumentParser) -> None:
+    """A figure of several runs: which runs there are (the config), and where it goes."""
+    stage.add_argument("--config", required=True, help=CONFIG_HELP)
+    stage.add_argument("--out", required=True, help="the figure to write")
+    _figure_format(stage)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -203,18 +254,36 @@ def parser() -> argparse.ArgumentParser:
     closed_loop.set_defaults(func=cmd_closed_loop)
 
     figures = stages.add_parser("figures", help="the figures of one run")
-    figures.add_argument("--geometry", required=True)
-    figures.add_argument("--schedule", required=True, help="schedule.csv")
-    figures.add_argument("--schedule-json", required=True, help="schedule.json")
-    figures.add_argument("--bound", required=True, help="bound.csv")
-    figures.add_argument("--out-dir", required=True)
-    figures.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+    figures.add_argument(
+        "names",
+        nargs="+",
+        help="of figures.RUN_FIGURES: geometry, schedule, bound, dense, closed_loop",
+    )
+    figures.add_argument("--run-dir", required=True, help="the run's tables: runs/{run}")
+    figures.add_argument("--out-dir", required=True, help="receives {name}.{format}")
+    _figure_format(figures)
     figures.set_defaults(func=cmd_figures)
 
-    loop_figure = stages.add_parser("closed-loop-figure", help="the closed loop's figure")
-    loop_figure.add_argument("curves", help="closed_loop_curves.csv")
-    loop_figure.add_argument("--out", required=True, help="the figure to write (.png/.pdf/.svg)")
-    loop_figure.set_defaults(func=cmd_closed_loop_figure)
+    ablation = stages.add_parser("ablation-figure", help="one line per level of an ablation factor")
+    ablation.add_argument("factor", help="a key of the config's `ablations`")
+    ablation.add_argument("geometry", nargs="+", help="geometry.parquet of each run of the factor")
+    _comparison_options(ablation)
+    ablation.set_defaults(func=cmd_ablation_figure)
+
+    contrast = stages.add_parser(
+        "contrast-figure", help="gamma of the networks beside the synthetic objectives"
+    )
+    contrast.add_argument("geometry", nargs="+", help="geometry.parquet of every run")
+    _comparison_options(contrast)
+    contrast.set_defaults(func=cmd_contrast_figure)
+
+    claims = stages.add_parser("claims", help="the paper's claims checked on every run")
+    claims.add_argument("--config", required=True, help=CONFIG_HELP)
+    claims.add_argument("--geometry", nargs="+", required=True, help="every run's geometry.parquet")
+    claims.add_argument("--schedules", nargs="*", default=[], help="every run's schedule.json")
+    claims.add_argument("--csv", required=True, help="claims.csv to write")
+    claims.add_argument("--html", required=True, help="claims.html to write")
+    claims.set_defaults(func=cmd_claims)
     return top
 
 

@@ -5,6 +5,8 @@ Pure Python on purpose (no torch import): the Snakefile imports it on every invo
     >>> cfg = validate_config({"ablations": {"seed": [1]}}, "workflow/schemas/config.schema.yaml")
     >>> sorted(expand_runs(cfg))
     ['base', 'seed=1']
+    >>> ablation_levels(cfg)
+    {'seed': [(0, ['base']), (1, ['seed=1'])]}
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from jsonschema import Draft202012Validator, validators
 
 # Tasks whose data are read from a directory (config key `data`), not shipped with a package.
 LOCAL_TASKS = ("cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen")
+# Tasks whose answer is known by construction (data.py): the contrasting examples, set beside the
+# real networks. quadratic is benign by construction; rosenbrock takes wrong turns.
+SYNTHETIC_TASKS = ("quadratic", "rosenbrock")
 
 
 class ConfigError(ValueError):
@@ -121,16 +126,55 @@ def expand_runs(config: dict) -> dict[str, dict]:
     }
 
 
+def ablation_levels(config: dict) -> dict[str, list[tuple[object, list[str]]]]:
+    """Factor -> [(level, the runs at that level)] for each factor of `ablations`.
+
+    A run is at level v of factor f when its settings differ from base's in f alone, f = v, or in
+    f and the seed: the seed replicates of that level. The base value is a level of every factor,
+    with base and the runs that differ from it in the seed alone; a factor crossed with seeds (named
+    `runs` that change both) gets replicates at its other levels too. Levels are sorted where they
+    are numbers, else base first, then as listed.
+    """
+    runs = expand_runs(config)
+    base = runs["base"]
+    # data_dir follows the task: a task ablation differs in both, and counts as differing in one.
+    changed = {
+        name: {key for key in run if key != "data_dir" and run[key] != base[key]}
+        for name, run in runs.items()
+    }
+    levels = {}
+    for factor, values in config["ablations"].items():
+        ordered = []
+        for value in [base[factor], *values]:
+            if value not in ordered:
+                ordered.append(value)
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in ordered):
+            ordered.sort()
+        levels[factor] = [
+            (
+                value,
+                [
+                    name
+                    for name, run in runs.items()
+                    if changed[name] <= {factor, "seed"} and run[factor] == value
+                ],
+            )
+            for value in ordered
+        ]
+    return levels
+
+
 def _ablation_names(config: dict) -> set[str]:
     return {f"{factor}={format_value(v)}" for factor, vs in config["ablations"].items() for v in vs}
 
 
-def load_run_config(text_or_path: str) -> dict:
-    """A run config given inline as JSON (as the workflow passes it) or as a YAML/JSON file."""
+def load_config(text_or_path: str, what: str = "run config") -> dict:
+    """A config (a run's, or the workflow's) given inline as JSON, as the workflow passes it, or as
+    a YAML/JSON file."""
     if text_or_path.lstrip().startswith("{"):
         return json.loads(text_or_path)
     path = Path(text_or_path)
     if not path.is_file():
-        raise ConfigError(f"run config {path}: no such file (or pass inline JSON)")
+        raise ConfigError(f"{what} {path}: no such file (or pass inline JSON)")
     with open(path) as handle:
         return yaml.safe_load(handle)

@@ -1,17 +1,24 @@
-"""The figures stage: per run, the geometry along the path and the derived step size.
+"""The figures stage: per run, the geometry along the path, the derived step size, the bound, in
+dense mode the geometry of every training step, and for the base run the closed loop.
 
-    nwt figures --geometry results/runs/base/geometry.parquet \
-        --schedule results/runs/base/schedule.csv --out-dir results/figures/base --format png
+    nwt figures --run-dir results/runs/base --out-dir results/figures/base --format png \
+        geometry schedule bound
 
-Each figure is one function taking tables and returning a matplotlib Figure.
+A per-run figure is a function of some of the run's tables returning a matplotlib Figure, entered
+in RUN_FIGURES with the files of runs/{run}/ it draws. To add one: the function, its line in
+RUN_FIGURES, its name and report category in workflow/rules/common.smk (RUN_FIGURES) and its caption
+workflow/report/{name}.rst. Figures that compare runs are in comparisons.py; both share the style
+and the helpers here.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -22,58 +29,133 @@ QUANTITIES = {
     "eb": r"EB $=\|G\| / \|w-w^*\|$",
     "gamma": r"$\gamma = \cos(G, w-w^*)$",
 }
+PROGRESS_LABEL = "training progress $t/T$"
 SOURCE_STYLE = {
     "sampled": {"color": "C0", "label": "sampled minibatches: median, 10–90 %"},
     "train_batch": {"color": "C1", "label": "minibatch used by the optimizer"},
     "full_batch": {"color": "C2", "label": "full batch"},
     "random_labels": {"color": "0.5", "label": "shuffled labels (noise baseline)"},
+    "update": {"color": "C4", "label": "optimizer step $d_t$"},
 }
+# The step replayed from the stored state matches the train-batch gradient to float32 rounding.
+FLOAT32_REPLAY = 1e-4
+BASE_COLOR = "0.1"  # the base run, a level of every factor: the same black in every figure
 
 
-def _style() -> None:
+def set_style() -> None:
+    """The one style of every figure."""
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
 
 
-def geometry_figure(table: pd.DataFrame, run: str) -> plt.Figure:
-    """RSI, EB and gamma against training progress, one panel each."""
-    _style()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
-    sampled = table[table["source"] == "sampled"].groupby("progress")
-    for ax, (column, label) in zip(axes, QUANTITIES.items()):
-        band = sampled[column].quantile([0.1, 0.5, 0.9]).unstack()
+def run_palette(run_names: list[str]) -> dict[str, tuple]:
+    """A colour per run, fixed by the config's run order, so a run (a factor level) has the same
+    colour in every figure: base black, the others the style's palette in turn."""
+    others = [name for name in run_names if name != "base"]
+    colours = sns.color_palette("deep", max(len(others), 1))
+    return {"base": BASE_COLOR, **dict(zip(others, colours))}
+
+
+def sampled_quantiles(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per checkpoint (indexed by progress): the 10, 50 and 90 % quantiles of `column` over the
+    sampled minibatches, columns 0.1, 0.5, 0.9."""
+    sampled = table[table["source"] == "sampled"]
+    return sampled.groupby("progress")[column].quantile([0.1, 0.5, 0.9]).unstack()
+
+
+def three_panels(title: str) -> tuple[plt.Figure, dict[str, plt.Axes]]:
+    """One panel per quantity, RSI, EB and gamma, against training progress."""
+    set_style()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
+    fig.suptitle(title)
+    for ax, label in zip(axes, QUANTITIES.values()):
+        ax.set_xlabel(PROGRESS_LABEL)
+        ax.set_title(label)
+    return fig, dict(zip(QUANTITIES, axes))
+
+
+def scale_axes(panels: dict[str, plt.Axes], rsi_values: pd.Series) -> None:
+    """EB spans decades: log. RSI spans decades too but a gradient may point away from w*: symlog,
+    linear below the scale of its smaller values. gamma is a cosine: linear, with its zero."""
+    panels["eb"].set_yscale("log")
+    magnitudes = rsi_values.abs()
+    magnitudes = magnitudes[np.isfinite(magnitudes) & (magnitudes > 0)]
+    small = magnitudes.quantile(0.05) if len(magnitudes) else 1e-2
+    panels["rsi"].set_yscale("symlog", linthresh=10 ** math.floor(math.log10(small)))
+    panels["gamma"].axhline(0, color="k", lw=0.8)
+
+
+def legend_below(fig: plt.Figure, ax: plt.Axes, ncols: int = 4) -> None:
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=ncols)
+
+
+def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
+    """RSI, EB and gamma against training progress: the sampled minibatches (median and 10-90 %
+    band) and the baselines; z = gamma sqrt(d) on the right axis of the gamma panel."""
+    fig, panels = three_panels(f"{run}: geometry of sampled gradients against $w^* = w_T$")
+    sources = {source: rows for source, rows in geometry.groupby("source")}
+    train_batch = sources.get("train_batch")
+    bands = {column: sampled_quantiles(geometry, column) for column in panels}
+    for column, ax in panels.items():
+        band = bands[column]
         style = SOURCE_STYLE["sampled"]
         ax.fill_between(band.index, band[0.1], band[0.9], color=style["color"], alpha=0.25, lw=0)
         ax.plot(band.index, band[0.5], color=style["color"], label=style["label"])
-        # Shuffled-label gradients are large: shown only as a cosine, where they are comparable.
-        for source in ("full_batch", "random_labels") if column == "gamma" else ("full_batch",):
-            rows = table[table["source"] == source]
-            style = SOURCE_STYLE[source]
-            ax.plot(
-                rows["progress"],
-                rows[column],
-                color=style["color"],
-                label=style["label"],
-                ls="--" if source == "full_batch" else ":",
+        if "full_batch" in sources:
+            rows = sources["full_batch"]
+            ax.plot(rows["progress"], rows[column], ls="--", **SOURCE_STYLE["full_batch"])
+        # Shuffled-label gradients point away from w* with a large RSI: on the RSI panel they would
+        # take its scale; on EB and gamma they compare.
+        if "random_labels" in sources and column != "rsi":
+            rows = sources["random_labels"]
+            ax.plot(rows["progress"], rows[column], ls=":", **SOURCE_STYLE["random_labels"])
+        if train_batch is not None:
+            ax.scatter(
+                train_batch["progress"], train_batch[column], s=6, **SOURCE_STYLE["train_batch"]
             )
-        rows = table[table["source"] == "train_batch"]
-        style = SOURCE_STYLE["train_batch"]
-        ax.scatter(rows["progress"], rows[column], s=6, color=style["color"], label=style["label"])
-        ax.set_xlabel("training progress $t/T$")
-        ax.set_title(label)
-        if column == "eb":
-            ax.set_yscale("log")  # EB grows by decades as w approaches w*
-        if column == "rsi":
-            ax.set_yscale("symlog", linthresh=1e-2)
-        if column == "gamma":
-            ax.axhline(0, color="k", lw=0.8)
-    fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside lower center", ncols=4)
-    fig.suptitle(f"{run}: geometry of sampled gradients against $w^* = w_T$")
+        # With plain SGD the step is the train-batch gradient itself: drawn only where it differs.
+        update = sources.get("update")
+        if update is not None and (
+            train_batch is None
+            or not np.allclose(update["gamma"], train_batch["gamma"], atol=FLOAT32_REPLAY)
+        ):
+            ax.scatter(
+                update["progress"], update[column], s=6, marker="x", **SOURCE_STYLE["update"]
+            )
+    scale_axes(panels, bands["rsi"][0.5])
+    sampled = geometry[(geometry["source"] == "sampled") & (geometry["gamma"] != 0)]
+    if len(sampled):
+        root_d = float((sampled["z"] / sampled["gamma"]).median())  # z = gamma sqrt(d), exactly
+        z_axis = panels["gamma"].secondary_yaxis(
+            "right", functions=(lambda g: g * root_d, lambda z: z / root_d)
+        )
+        z_axis.set_ylabel(rf"$z = \gamma\sqrt{{d}}$, $d$ = {round(root_d**2):,}")
+    legend_below(fig, panels["gamma"], ncols=5)
+    return fig
+
+
+def dense_figure(dense: pd.DataFrame, geometry: pd.DataFrame, run: str) -> plt.Figure:
+    """Dense mode: RSI, EB and gamma of the gradient of every training step, with their running
+    median, beside the checkpoints' sampled median."""
+    fig, panels = three_panels(f"{run}: geometry of every training step (dense mode)")
+    steps = dense[dense["source"] == "train_batch"].sort_values("step")
+    window = len(steps) // 50  # a running median only where there are many steps
+    for column, ax in panels.items():
+        faint = {"lw": 0.5, "alpha": 0.4} if window > 1 else {}
+        ax.plot(steps["progress"], steps[column], color="C1", label="each step", **faint)
+        if window > 1:
+            running = steps[column].rolling(window, center=True, min_periods=1).median()
+            label = f"running median over {window} steps"
+            ax.plot(steps["progress"], running, color="C1", lw=2, label=label)
+        median = sampled_quantiles(geometry, column)[0.5]
+        ax.plot(median.index, median, "o", ms=3, color="C0", label="sampled minibatches: median")
+    scale_axes(panels, steps["rsi"])
+    legend_below(fig, panels["gamma"], ncols=3)
     return fig
 
 
 def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     """The locally optimal step eta* (raw, its band, smoothed, fitted) next to the lr used."""
-    _style()
+    set_style()
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     progress = schedule["progress"]
     if "eta_sampled_p10" in schedule and schedule["eta_raw"].equals(schedule["eta_sampled"]):
@@ -87,7 +169,7 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     ax.plot(progress, schedule["eta_fit"], color="C3", lw=1.5, label=r"$\eta^*_t$ fitted")
     ax.plot(progress, schedule["lr_used"], color="k", ls="--", label=r"lr used $\eta_t$")
     ax.set_yscale("log")
-    ax.set_xlabel("training progress $t/T$")
+    ax.set_xlabel(PROGRESS_LABEL)
     ax.set_ylabel("step size")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
                fontsize="small")  # fmt: skip
@@ -95,9 +177,11 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     return fig
 
 
-def bound_figure(bound: pd.DataFrame, guarantee: dict, run: str) -> plt.Figure:
-    """||w_t - w*||: stored, predicted from the measured per-step factors, and guaranteed."""
-    _style()
+def bound_figure(bound: pd.DataFrame, schedule: dict, run: str) -> plt.Figure:
+    """||w_t - w*||: stored, predicted from the measured per-step factors, and guaranteed (the
+    `bound` entry of schedule.json)."""
+    guarantee = schedule["bound"]
+    set_style()
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     stored = bound[bound["dist"] > 0]
     ax.plot(bound["progress"], bound["dist_predicted"], color="C0", lw=2,
@@ -116,7 +200,7 @@ def bound_figure(bound: pd.DataFrame, guarantee: dict, run: str) -> plt.Figure:
         note += "\nRSI ≤ 0 somewhere: no linear-rate guarantee"
     ax.text(0.02, 0.03, note, transform=ax.transAxes, va="bottom", fontsize="small")
     ax.set_yscale("log")
-    ax.set_xlabel("training progress $t/T$")
+    ax.set_xlabel(PROGRESS_LABEL)
     ax.set_ylabel(r"distance to $w^* = w_T$")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")
     ax.set_title(f"{run}: distance to the final point")
@@ -125,7 +209,7 @@ def bound_figure(bound: pd.DataFrame, guarantee: dict, run: str) -> plt.Figure:
 
 def closed_loop_figure(curves: pd.DataFrame, run: str) -> plt.Figure:
     """The run and its retrainings: lr, training loss and distance to each one's final point."""
-    _style()
+    set_style()
     panels = {"lr": "learning rate", "train_loss": "training loss",
               "dist_to_final": r"$\|w_t - w_T\|$"}  # fmt: skip
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
@@ -133,40 +217,51 @@ def closed_loop_figure(curves: pd.DataFrame, run: str) -> plt.Figure:
         positive = curves[curves[column] > 0]  # each run's last point is 0 from its w_T
         sns.lineplot(positive, x="progress", y=column, hue="run", ax=ax, legend=ax is axes[0])
         ax.set_yscale("log")
-        ax.set_xlabel("training progress $t/T$")
+        ax.set_xlabel(PROGRESS_LABEL)
         ax.set_ylabel(label)
     fig.suptitle(f"{run}: trained on its derived schedule and on warm-up + cosine")
     return fig
 
 
-def save(figures: dict[str, plt.Figure], out_dir: str, fmt: str) -> list[Path]:
+# name -> (function, the files of runs/{run}/ it draws, passed in this order, then the run name).
+RUN_FIGURES = {
+    "geometry": (geometry_figure, ["geometry.parquet"]),
+    "schedule": (schedule_figure, ["schedule.csv"]),
+    "bound": (bound_figure, ["bound.csv", "schedule.json"]),
+    "dense": (dense_figure, ["dense.parquet", "geometry.parquet"]),
+    "closed_loop": (closed_loop_figure, ["closed_loop_curves.csv"]),
+}
+
+
+def read_table(path: str | Path) -> pd.DataFrame | dict:
+    """A Parquet or CSV table, or a JSON document (schedule.json) as a dict."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def save_figure(fig: plt.Figure, path: str | Path, fmt: str) -> Path:
+    """Write the figure atomically in `fmt` (png, pdf, svg) and close it."""
+    with written(path) as tmp:
+        fig.savefig(tmp, dpi=150, format=fmt)
+    plt.close(fig)
+    return Path(path)
+
+
+def draw_run_figures(run_dir: str, out_dir: str, names: list[str], fmt: str = "png") -> list[Path]:
+    """Draw the named figures of the run in `run_dir` to `out_dir`/{name}.{fmt}."""
+    unknown = sorted(set(names) - set(RUN_FIGURES))
+    if unknown:
+        raise ValueError(f"unknown figure {unknown}; known: {', '.join(RUN_FIGURES)}")
+    run = Path(run_dir).name
+    tables = {}
     paths = []
-    for name, fig in figures.items():
-        path = Path(out_dir) / f"{name}.{fmt}"
-        with written(path) as tmp:
-            fig.savefig(tmp, dpi=150, format=fmt)
-        plt.close(fig)
-        paths.append(path)
+    for name in names:
+        function, files = RUN_FIGURES[name]
+        for file in files:
+            if file not in tables:
+                tables[file] = read_table(Path(run_dir) / file)
+        figure = function(*(tables[file] for file in files), run)
+        paths.append(save_figure(figure, Path(out_dir) / f"{name}.{fmt}", fmt))
     return paths
-
-
-def draw_run_figures(
-    geometry: str, schedule: str, schedule_json: str, bound: str, out_dir: str, fmt: str = "png"
-) -> list[Path]:
-    table = pd.read_parquet(geometry)
-    run = str(table["run"].iloc[0]) if len(table) else Path(out_dir).name
-    figures = {
-        "geometry": geometry_figure(table, run),
-        "schedule": schedule_figure(pd.read_csv(schedule), run),
-        "bound": bound_figure(
-            pd.read_csv(bound), json.loads(Path(schedule_json).read_text())["bound"], run
-        ),
-    }
-    return save(figures, out_dir, fmt)
-
-
-def draw_closed_loop_figure(curves: str, out: str) -> Path:
-    path = Path(out)
-    run = path.parent.name
-    return save({path.stem: closed_loop_figure(pd.read_csv(curves), run)}, path.parent,
-                path.suffix[1:])[0]  # fmt: skip

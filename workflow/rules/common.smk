@@ -2,7 +2,17 @@ import json
 import re
 from pathlib import Path
 
-from nowrongturns.config import ConfigError, expand_runs, validate_config
+# Snakemake's report(): under another name, since a line that starts with `report` reads as the
+# report: keyword.
+from snakemake.io import report as report_flag
+
+from nowrongturns.config import (
+    SYNTHETIC_TASKS,
+    ConfigError,
+    ablation_levels,
+    expand_runs,
+    validate_config,
+)
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 try:
@@ -22,16 +32,32 @@ RUN_TABLES = [
 ]
 DENSE = config["measure"]["dense"]
 FIGURE_FORMAT = config["figures"]["format"]
-RUN_FIGURES = [f"{name}.{FIGURE_FORMAT}" for name in ("geometry", "schedule", "bound")]
+# The figures of each run and their report category; figures.py RUN_FIGURES draws each from the
+# tables FIGURE_TABLES lists, and workflow/report/{name}.rst is its caption.
+RUN_FIGURES = {"geometry": "Per run", "schedule": "Schedules", "bound": "Schedules"}
+FIGURE_TABLES = ["geometry.parquet", "schedule.csv", "schedule.json", "bound.csv"]
+if DENSE:
+    RUN_FIGURES["dense"] = "Per run"
+    FIGURE_TABLES.append("dense.parquet")
 # The closed loop: the base run retrained on each of these schedules (config schedule.retrain).
 LOOP_SCHEDULES = {"derived": "schedule.json", "cosine": "cosine.json"}
 RETRAINED = ["base"] if config["schedule"]["retrain"] else []
+ABLATION_LEVELS = ablation_levels(config)
+SYNTHETIC_RUNS = [name for name, run in RUNS.items() if run["task"] in SYNTHETIC_TASKS]
+# The contrasting figure sets networks beside synthetic objectives: it needs one of each.
+CONTRAST = 0 < len(SYNTHETIC_RUNS) < len(RUNS)
+# What says which runs there are and what each is: the figures and tables that compare runs.
+# In the config's order, which fixes each run's colour.
+RUNS_CONFIG = json.dumps(
+    {key: config[key] for key in ("base", "ablations", "runs", "data")}
+)
 
 
 wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
     segment=r"\d+",
     loop="|".join(LOOP_SCHEDULES),
+    factor="|".join(re.escape(factor) for factor in ABLATION_LEVELS) or "(?!)",
 
 
 def results_path(relative):
@@ -76,3 +102,27 @@ def replayed_segments(wildcards):
     return [
         results_path(f"runs/{wildcards.run}/dense/{k}.parquet") for k in range(count)
     ]
+
+
+def run_figure_outputs():
+    """Each figure of a run, marked for the report with its caption, category and labels."""
+    outputs = []
+    for name, category in RUN_FIGURES.items():
+        figure = results_path(f"figures/{{run}}/{name}.{FIGURE_FORMAT}")
+        labels = {"run": "{run}", "figure": name}
+        caption = f"../report/{name}.rst"
+        outputs.append(
+            report_flag(figure, caption, category, subcategory="{run}", labels=labels)
+        )
+    return outputs
+
+
+def geometry_tables(runs):
+    return [results_path(f"runs/{run}/geometry.parquet") for run in runs]
+
+
+def ablation_geometry(wildcards):
+    """The geometry table of every run at a level of the factor."""
+    return geometry_tables(
+        run for _, runs in ABLATION_LEVELS[wildcards.factor] for run in runs
+    )

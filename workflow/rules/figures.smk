@@ -1,11 +1,12 @@
+# The figures: per run (RUN_FIGURES), one per ablation factor, and the contrasting examples. Each is
+# marked for `snakemake --report`, with its caption from workflow/report/.
+
+
 rule figures:
     input:
-        geometry=results_path("runs/{run}/geometry.parquet"),
-        schedule=results_path("runs/{run}/schedule.csv"),
-        schedule_json=results_path("runs/{run}/schedule.json"),
-        bound=results_path("runs/{run}/bound.csv"),
+        expand(results_path("runs/{{run}}/{table}"), table=FIGURE_TABLES),
     output:
-        expand(results_path("figures/{{run}}/{figure}"), figure=RUN_FIGURES),
+        run_figure_outputs(),
     log:
         results_path("logs/figures/{run}.log"),
     benchmark:
@@ -15,18 +16,27 @@ rule figures:
         mem_mb=stage_resources("figures", "mem_mb"),
     params:
         format=FIGURE_FORMAT,
+        names=" ".join(RUN_FIGURES),
+        run_dir=lambda wildcards: results_path(f"runs/{wildcards.run}"),
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
+        # Cited by the captions.
+        settings=lambda wildcards: RUNS[wildcards.run],
     shell:
-        "nwt figures --geometry {input.geometry:q} --schedule {input.schedule:q}"
-        " --schedule-json {input.schedule_json:q} --bound {input.bound:q} --out-dir {params.out_dir:q} --format {params.format}"
-        " > {log:q} 2>&1"
+        "nwt figures {params.names} --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
+        " --format {params.format} > {log:q} 2>&1"
 
 
 rule closed_loop_figure:
     input:
         results_path("runs/{run}/closed_loop_curves.csv"),
     output:
-        results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"),
+        report(
+            results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"),
+            caption="../report/closed_loop.rst",
+            category="Schedules",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "closed_loop"},
+        ),
     log:
         results_path("logs/figures/{run}-closed_loop.log"),
     benchmark:
@@ -34,5 +44,61 @@ rule closed_loop_figure:
     threads: stage_resources("figures", "threads")
     resources:
         mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=FIGURE_FORMAT,
+        run_dir=lambda wildcards: results_path(f"runs/{wildcards.run}"),
+        out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
+        settings=lambda wildcards: RUNS[wildcards.run],
     shell:
-        "nwt closed-loop-figure {input:q} --out {output:q} > {log:q} 2>&1"
+        "nwt figures closed_loop --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
+        " --format {params.format} > {log:q} 2>&1"
+
+
+rule ablation_figure:
+    input:
+        ablation_geometry,
+    output:
+        report(
+            results_path(f"figures/ablations/{{factor}}.{FIGURE_FORMAT}"),
+            caption="../report/ablation.rst",
+            category="Ablations",
+            labels={"factor": "{factor}"},
+        ),
+    log:
+        results_path("logs/ablation_figure/{factor}.log"),
+    benchmark:
+        results_path("benchmarks/ablation_figure/{factor}.tsv")
+    threads: stage_resources("figures", "threads")
+    resources:
+        mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=FIGURE_FORMAT,
+        config=RUNS_CONFIG,
+    shell:
+        "nwt ablation-figure {wildcards.factor:q} {input:q} --config {params.config:q}"
+        " --out {output:q} --format {params.format} > {log:q} 2>&1"
+
+
+rule contrast_figure:
+    input:
+        geometry_tables(RUNS),
+    output:
+        report(
+            results_path(f"figures/contrasting.{FIGURE_FORMAT}"),
+            caption="../report/contrasting.rst",
+            category="Contrasting examples",
+            labels={"figure": "networks beside synthetic objectives"},
+        ),
+    log:
+        results_path("logs/contrast_figure/contrasting.log"),
+    benchmark:
+        results_path("benchmarks/contrast_figure/contrasting.tsv")
+    threads: stage_resources("figures", "threads")
+    resources:
+        mem_mb=stage_resources("figures", "mem_mb"),
+    params:
+        format=FIGURE_FORMAT,
+        config=RUNS_CONFIG,
+    shell:
+        "nwt contrast-figure {input:q} --config {params.config:q} --out {output:q}"
+        " --format {params.format} > {log:q} 2>&1"
