@@ -10,9 +10,9 @@ rule figures:
         results_path("logs/figures/{run}.log"),
     benchmark:
         results_path("benchmarks/figures/{run}.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     params:
         format=FIGURE_FORMAT,
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
@@ -31,8 +31,8 @@ rule closed_loop_figure:
         results_path("logs/figures/{run}-closed_loop.log"),
     benchmark:
         results_path("benchmarks/figures/{run}-closed_loop.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     shell:
         "nwt closed-loop-figure {input:q} --out {output:q} > {log:q} 2>&1"

@@ -28,9 +28,9 @@ rule closed_loop:
         results_path("logs/closed_loop/{run}.log"),
     benchmark:
         results_path("benchmarks/closed_loop/{run}.tsv")
-    threads: stage_resources("schedule", "threads")
+    threads: stage_threads("schedule")
     resources:
-        mem_mb=stage_resources("schedule", "mem_mb"),
+        **stage_resources("schedule"),
     shell:
         "nwt closed-loop {input:q} --summary {output.summary:q}"
         " --curves {output.curves:q} > {log:q} 2>&1"

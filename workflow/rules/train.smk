@@ -5,9 +5,9 @@ rule train:
         results_path("logs/train/{run}.log"),
     benchmark:
         results_path("benchmarks/train/{run}.tsv")
-    threads: stage_resources("train", "threads")
+    threads: stage_threads("train")
     resources:
-        mem_mb=stage_resources("train", "mem_mb"),
+        **stage_resources("train"),
     params:
         run=run_config_json,
         device=config["train"]["device"],
