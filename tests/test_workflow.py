@@ -3,12 +3,13 @@
 import copy
 import json
 import os
+import re
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_WORKFLOW_CONFIG, Workflow
+from conftest import TINY_BASE, TINY_WORKFLOW_CONFIG, Workflow
 
 RUNS = {"base", "seed=1"}
 STAGES = {"train", "measure", "schedule", "figures"}
@@ -47,7 +48,11 @@ def test_run_makes_every_output_then_has_nothing_to_do(finished):
             assert path.stat().st_size > 0, path
         for stage in STAGES:
             assert (finished.root / f"results/logs/{stage}/{run}.log").exists()
+        # train has no benchmark file beside its between-workflow cache; its log says the cost
+        for stage in STAGES - {"train"}:
             assert (finished.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
+        train_log = (finished.root / f"results/logs/train/{run}.log").read_text()
+        assert re.search(r"s wall, peak memory \d+ MB", train_log), train_log
     for output in ("runs/base--derived/trajectory.h5", "runs/base--cosine/trajectory.h5",
                    "runs/base/closed_loop.csv", "figures/base/closed_loop.png"):  # fmt: skip
         assert (finished.root / "results" / output).stat().st_size > 0, output
@@ -124,6 +129,30 @@ def test_single_target_runs_only_what_it_needs(finished, tmp_path):
         ("train", "base"),
         ("measure", "base"),
     }
+
+
+def test_second_workflow_takes_the_trajectory_from_the_shared_cache(tmp_path):
+    """README, "Running on a cluster": two checkouts, one SNAKEMAKE_OUTPUT_CACHE, one training."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(cache)}
+    first = Workflow(tmp_path / "first", {"base": TINY_BASE})
+    # --cache last: it takes rule names, and would take the targets for some.
+    first.snakemake("results/runs/base/trajectory.h5", "--cache", env=env)
+    # Another config: its base run is the first one's, under other measure settings.
+    second = Workflow(
+        tmp_path / "second",
+        {"base": TINY_BASE, "ablations": {"seed": [1]}, "measure": {"samples": 2}},
+    )
+    targets = [f"results/runs/{run}/trajectory.h5" for run in ("base", "seed=1")]
+    result = second.snakemake(*targets, "--cache", env=env)
+
+    # Snakemake creates the log of a job it takes from the cache, empty: nothing trained here.
+    assert (second.root / "results/logs/train/base.log").read_text() == "", result.stderr
+    assert "validation accuracy" in (second.root / "results/logs/train/seed=1.log").read_text()
+    cached = (first.root / targets[0]).resolve()
+    assert cached.parent == cache
+    assert (second.root / targets[0]).resolve() == cached
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,12 @@ def loop_run_config_json(wildcards):
     return json.dumps(run, sort_keys=True)
 
 
+# A job's thread count, as a param of training: on a CPU it changes the last bits, so the rerun
+# trigger and the between-workflow cache key (which hashes params) must see it.
+def job_threads(wildcards, threads):
+    return threads
+
+
 def stage_threads(stage):
     """Threads of a stage's jobs, from config `resources`: also torch's thread count inside."""
     return config["resources"][stage]["threads"]
