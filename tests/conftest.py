@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import slurm
 import yaml
+from debian import ensure_debian_packages, skip_outside_ci
 
 from nowrongturns.config import expand_runs, validate_config
 
@@ -194,3 +196,20 @@ class Workflow:
 @pytest.fixture
 def workflow(tmp_path) -> Workflow:
     return Workflow(tmp_path, copy.deepcopy(TINY_WORKFLOW_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node Slurm with accounting (tests/slurm.py), installed if missing, started
+    for the session and stopped after it."""
+    ensure_debian_packages(slurm.PACKAGES)
+    if os.geteuid() != 0:
+        skip_outside_ci("a Slurm cluster of its own needs root, to run slurmd's jobs")
+    if slurm.foreign_config():
+        skip_outside_ci(f"{slurm.foreign_config()} is this machine's own Slurm config")
+    cluster = slurm.SlurmCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
