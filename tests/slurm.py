@@ -102,6 +102,8 @@ class SlurmCluster:
                 )
         finally:
             self._stop_daemons()
+            # The logs stay, for a look after a failure; the database (100 MB) goes.
+            shutil.rmtree(self.state / "mariadb", ignore_errors=True)
             for name in CONFIGS:
                 if ours(CONFIG_DIR / name):
                     (CONFIG_DIR / name).unlink()
