@@ -8,10 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import slurm
 import yaml
+from debian import ensure_debian_packages, skip_outside_ci
 
 from nowrongturns.config import expand_runs, validate_config
 
@@ -123,6 +126,15 @@ def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
     return copy
 
 
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job as Snakemake's dry run lists it."""
+
+    rule: str
+    run: str  # the wildcard `run`, "" for a rule without it
+    resources: dict[str, str]  # as printed: {"gpu": "1", "mem_mb": "2000", ...}
+
+
 class Workflow:
     """A copy of the workflow in a temporary directory, run with the real snakemake."""
 
@@ -138,31 +150,59 @@ class Workflow:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    def snakemake(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    def snakemake(
+        self,
+        *args: str,
+        check: bool = True,
+        cores: int | None = 2,
+        env: dict[str, str] | None = None,
+        timeout: int = 600,
+    ) -> subprocess.CompletedProcess:
+        """Run snakemake here, under a hard `timeout` that ends it and all it started.
+
+        `cores=None` leaves --cores out (a cluster run, where the profile sets --jobs)."""
+        command = [sys.executable, "-m", "snakemake"]
+        if cores is not None:
+            command += ["--cores", str(cores)]
+        command += args
         # The rules call `nwt`: find it beside this interpreter even if the venv is not activated.
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        }
+        env = dict(os.environ if env is None else env)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        # SIGTERM first (Snakemake then cancels its cluster jobs), SIGKILL 30 s later.
+        limited = ["timeout", "--kill-after=30", str(timeout), *command]
         result = subprocess.run(
-            command, cwd=self.root, env=env, capture_output=True, text=True, timeout=600
+            limited, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout + 60
         )
+        if result.returncode == 124:
+            raise AssertionError(
+                f"{' '.join(command)} ran past {timeout} s:\n{result.stdout}\n{result.stderr}"
+            )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
         return result
 
-    def planned_jobs(self, *args: str) -> set[tuple[str, str]]:
-        """(rule, run) of every job a dry run plans, read from Snakemake's own dry-run output:
-        the run, or the factor of an ablation figure, or "" for a job of every run."""
-        output = self.snakemake("--dry-run", *args).stdout
-        jobs = set()
-        for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-            rule = re.match(r"(?:local)?rule (\w+):", block)
+    def dry_run(self, *args: str, **options) -> list[PlannedJob]:
+        """Every job a dry run plans, read from Snakemake's own dry-run output; its `run` is the
+        run, or the factor of an ablation figure, or "" for a job over every run."""
+        output = self.snakemake("--dry-run", *args, **options).stdout
+        jobs = []
+        for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", output):
+            rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block)
             if rule and rule.group(1) != "all":
                 run = re.search(r"wildcards: (?:run|factor)=([^,\s]+)", block)
-                jobs.add((rule.group(1), run.group(1) if run else ""))
+                resources = re.search(r"resources: (.*)", block)
+                jobs.append(
+                    PlannedJob(
+                        rule.group(1),
+                        run.group(1) if run else "",
+                        dict(item.split("=", 1) for item in resources.group(1).split(", ")),
+                    )
+                )
         return jobs
+
+    def planned_jobs(self, *args: str, **options) -> set[tuple[str, str]]:
+        """(rule, run) of every job a dry run plans."""
+        return {(job.rule, job.run) for job in self.dry_run(*args, **options)}
 
 
 @pytest.fixture
@@ -176,3 +216,20 @@ def finished_workflow(tmp_path_factory) -> Workflow:
     flow = Workflow(tmp_path_factory.mktemp("workflow"), copy.deepcopy(TINY_WORKFLOW_CONFIG))
     flow.snakemake()
     return flow
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node Slurm with accounting (tests/slurm.py), installed if missing, started
+    for the session and stopped after it."""
+    ensure_debian_packages(slurm.PACKAGES)
+    if os.geteuid() != 0:
+        skip_outside_ci("a Slurm cluster of its own needs root, to run slurmd's jobs")
+    if slurm.foreign_config():
+        skip_outside_ci(f"{slurm.foreign_config()} is this machine's own Slurm config")
+    cluster = slurm.SlurmCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -11,7 +11,13 @@ def test_defaults_fill_every_key():
     assert config["base"]["batch_size"] == 64
     assert config["base"]["checkpoint"] == {"dense_first": 10, "every": 10}
     assert config["measure"]["samples"] == 8
-    assert config["resources"]["measure"] == {"threads": 1, "mem_mb": 2000}
+    assert config["resources"]["measure"] == {
+        "threads": 1,
+        "mem_mb": 2000,
+        "runtime": 60,
+        "gpu": 1,
+        "gpu_model": None,
+    }
     assert config["results"] == "results"
 
 
@@ -27,6 +33,16 @@ def test_runs_differ_from_base_in_one_factor():
     assert runs["lr=0.5"]["lr"] == 0.5 and runs["lr=0.5"]["batch_size"] == 64
 
 
+def test_gpu_stages_keep_their_gpu_when_a_config_sets_other_resources():
+    config = validate_config(
+        {"resources": {stage: {"threads": 2} for stage in ("train", "replay", "figures")}},
+        SCHEMA,
+    )
+    gpus = {stage: settings["gpu"] for stage, settings in config["resources"].items()}
+    assert gpus == {"train": 1, "measure": 1, "replay": 1, "schedule": 0, "figures": 0}
+    assert config["resources"]["train"]["threads"] == 2
+
+
 @pytest.mark.parametrize(
     "config, key",
     [
@@ -38,6 +54,8 @@ def test_runs_differ_from_base_in_one_factor():
         ({"ablations": {"colour": [1]}}, "ablations.colour"),
         ({"ablations": {"batch_size": ["big"]}}, "ablations.batch_size[0]"),
         ({"measure": {"samples": 2.5}}, "measure.samples"),
+        ({"resources": {"train": {"gpus": 1}}}, "resources.train"),
+        ({"resources": {"replay": {"gpu_model": "A100 80GB"}}}, "resources.replay.gpu_model"),
     ],
 )
 def test_errors_name_the_key(config, key):

@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
+import time
 from pathlib import Path
 
 from .schedule_fit import FAMILIES
@@ -33,12 +35,25 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_train(args) -> None:
+    started = time.perf_counter()
+    import torch
+
     from .config import load_config
     from .train import train
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
     train(load_config(args.run), args.out, device=args.device, run_name=run_name)
+    # What the job cost, for sizing config `resources`: the train rule has no benchmark file
+    # (Snakemake allows none beside its between-workflow cache).
+    cost = f"{time.perf_counter() - started:.1f} s wall, peak memory {_peak_rss_mb():.0f} MB"
+    if torch.cuda.is_initialized():
+        cost += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
+    print(f"{run_name}: {cost}", file=sys.stderr)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def cmd_measure(args) -> None:

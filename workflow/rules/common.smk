@@ -85,8 +85,23 @@ def loop_run_config_json(wildcards):
     return json.dumps(run, sort_keys=True)
 
 
-def stage_resources(stage, key):
-    return config["resources"][stage][key]
+# A job's thread count, as a param of training: on a CPU it changes the last bits, so the rerun
+# trigger and the between-workflow cache key (which hashes params) must see it.
+def job_threads(wildcards, threads):
+    return threads
+
+
+def stage_threads(stage):
+    """Threads of a stage's jobs, from config `resources`: also torch's thread count inside."""
+    return config["resources"][stage]["threads"]
+
+
+def stage_resources(stage):
+    """What a stage's jobs ask for, from config `resources`, under the names Snakemake and the
+    Slurm executor read: mem_mb (--mem), runtime in minutes (--time), gpu and gpu_model (--gpus).
+    An unset gpu_model (None) leaves the resource out, so any GPU model will do."""
+    settings = config["resources"][stage]
+    return {key: settings[key] for key in ("mem_mb", "runtime", "gpu", "gpu_model")}
 
 
 def measure_flag(key):

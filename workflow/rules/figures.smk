@@ -11,9 +11,9 @@ rule figures:
         results_path("logs/figures/{run}.log"),
     benchmark:
         results_path("benchmarks/figures/{run}.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     params:
         format=FIGURE_FORMAT,
         names=" ".join(RUN_FIGURES),
@@ -41,9 +41,9 @@ rule closed_loop_figure:
         results_path("logs/figures/{run}-closed_loop.log"),
     benchmark:
         results_path("benchmarks/figures/{run}-closed_loop.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     params:
         format=FIGURE_FORMAT,
         run_dir=lambda wildcards: results_path(f"runs/{wildcards.run}"),
@@ -68,9 +68,9 @@ rule ablation_figure:
         results_path("logs/ablation_figure/{factor}.log"),
     benchmark:
         results_path("benchmarks/ablation_figure/{factor}.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     params:
         format=FIGURE_FORMAT,
         config=RUNS_CONFIG,
@@ -93,9 +93,9 @@ rule contrast_figure:
         results_path("logs/contrast_figure/contrasting.log"),
     benchmark:
         results_path("benchmarks/contrast_figure/contrasting.tsv")
-    threads: stage_resources("figures", "threads")
+    threads: stage_threads("figures")
     resources:
-        mem_mb=stage_resources("figures", "mem_mb"),
+        **stage_resources("figures"),
     params:
         format=FIGURE_FORMAT,
         config=RUNS_CONFIG,

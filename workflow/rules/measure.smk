@@ -7,9 +7,9 @@ rule measure:
         results_path("logs/measure/{run}.log"),
     benchmark:
         results_path("benchmarks/measure/{run}.tsv")
-    threads: stage_resources("measure", "threads")
+    threads: stage_threads("measure")
     resources:
-        mem_mb=stage_resources("measure", "mem_mb"),
+        **stage_resources("measure"),
     params:
         samples=config["measure"]["samples"],
         sources=" ".join(

@@ -26,9 +26,9 @@ rule replay:
         results_path("logs/replay/{run}/{segment}.log"),
     benchmark:
         results_path("benchmarks/replay/{run}/{segment}.tsv")
-    threads: stage_resources("measure", "threads")
+    threads: stage_threads("replay")
     resources:
-        mem_mb=stage_resources("measure", "mem_mb"),
+        **stage_resources("replay"),
     params:
         device=config["measure"]["device"],
     shell:

@@ -10,11 +10,12 @@ use rule train as retrain with:
         results_path("runs/{run}--{loop}/trajectory.h5"),
     log:
         results_path("logs/train/{run}--{loop}.log"),
-    benchmark:
-        results_path("benchmarks/train/{run}--{loop}.tsv")
+    # Cached between workflows, as train is (hence no benchmark). These params replace train's
+    # as a whole, so they repeat the thread count.
     params:
         run=loop_run_config_json,
         device=config["train"]["device"],
+        threads=job_threads,
 
 
 rule closed_loop:
@@ -28,9 +29,9 @@ rule closed_loop:
         results_path("logs/closed_loop/{run}.log"),
     benchmark:
         results_path("benchmarks/closed_loop/{run}.tsv")
-    threads: stage_resources("schedule", "threads")
+    threads: stage_threads("schedule")
     resources:
-        mem_mb=stage_resources("schedule", "mem_mb"),
+        **stage_resources("schedule"),
     shell:
         "nwt closed-loop {input:q} --summary {output.summary:q}"
         " --curves {output.curves:q} > {log:q} 2>&1"

@@ -13,9 +13,9 @@ rule schedule:
         results_path("logs/schedule/{run}.log"),
     benchmark:
         results_path("benchmarks/schedule/{run}.tsv")
-    threads: stage_resources("schedule", "threads")
+    threads: stage_threads("schedule")
     resources:
-        mem_mb=stage_resources("schedule", "mem_mb"),
+        **stage_resources("schedule"),
     params:
         smooth=config["schedule"]["smooth"],
         fit=config["schedule"]["fit"],

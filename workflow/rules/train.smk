@@ -3,14 +3,18 @@ rule train:
         results_path("runs/{run}/trajectory.h5"),
     log:
         results_path("logs/train/{run}.log"),
-    benchmark:
-        results_path("benchmarks/train/{run}.tsv")
-    threads: stage_resources("train", "threads")
+    # No benchmark: Snakemake allows none beside `cache` (the train log says what the job cost).
+    # `snakemake --cache` (with SNAKEMAKE_OUTPUT_CACHE) reuses a trajectory that another workflow
+    # trained: the cache key hashes the params, so they hold every input of training. The
+    # software is this package, not a per-rule env.
+    cache: "omit-software"
+    threads: stage_threads("train")
     resources:
-        mem_mb=stage_resources("train", "mem_mb"),
+        **stage_resources("train"),
     params:
         run=run_config_json,
         device=config["train"]["device"],
+        threads=job_threads,
     shell:
         "nwt train --run {params.run:q} --out {output:q}"
         " --device {params.device} --threads {threads} > {log:q} 2>&1"
