@@ -91,6 +91,8 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         "retrain",
         "closed_loop",
         "closed_loop_figure",
+        "ablation_figure",
+        "claims",
     }
     for job in planned:
         assert job.resources["slurm_partition"] == "gpu", job
