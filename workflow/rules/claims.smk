@@ -22,6 +22,9 @@ rule claims:
         results_path("logs/claims/claims.log"),
     benchmark:
         results_path("benchmarks/claims/claims.tsv")
+    threads: stage_threads("figures")
+    resources:
+        **stage_resources("figures"),
     params:
         config=RUNS_CONFIG,
     shell:
