@@ -11,9 +11,10 @@ Three ratios per case, all measured in this one run:
 (b) per-checkpoint geometry, ours / the reference (goal <= 0.55): `nwt train` + `nwt measure`,
     against `reference_two_pass.two_pass_checkpoints` (train to learn w*, train again logging the
     same gradients at the same steps, one host sync per logged value).
-(c) dense mode, ours / the reference (goal <= 1.05): `nwt train` + `nwt replay` of every segment
-    one after the other (the total compute, not the wall time of parallel jobs), against
-    `reference_two_pass.two_pass_dense`.
+(c) dense mode, ours / the reference (goal <= 1.05): `nwt train` + `nwt replay` of every replay
+    job the workflow plans (segments cut into jobs of at least `measure.dense_job_steps` steps,
+    its default unless `--job-steps`), one after the other (the total compute, not the wall time
+    of parallel jobs), against `reference_two_pass.two_pass_dense`.
 
 Each repeat trains one trajectory (timed: it is part of (b) and (c)), then runs the other five
 timings on it, in reverse order every other repeat. Printed: the ratio of the best times, the
@@ -36,7 +37,7 @@ from reference_two_pass import two_pass_checkpoints, two_pass_dense
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.data import SAMPLED, load_task, seeded_generator
-from nowrongturns.dense import replay_segment, segment_steps
+from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
 from nowrongturns.geometry import measure
 from nowrongturns.models import build_model
 from nowrongturns.train import train
@@ -104,12 +105,14 @@ def measure_stage(trajectory: Path, out: Path, samples: int) -> pd.DataFrame:
     )
 
 
-def replay_all(trajectory: Path, folder: Path) -> pd.DataFrame:
-    """Every segment replayed, one after the other, as the workflow's jobs would."""
-    segments = range(len(segment_steps(str(trajectory))))
+def replay_all(trajectory: Path, folder: Path, job_steps: int) -> pd.DataFrame:
+    """Every replay job the workflow plans, one after the other."""
+    jobs = replay_jobs(segment_steps(str(trajectory)), job_steps)
     parts = [
-        replay_segment(str(trajectory), k, str(folder / f"{k}.parquet"), "base", "cpu")
-        for k in segments
+        replay_segments(
+            str(trajectory), first, last, str(folder / f"{first}-{last}.parquet"), "base", "cpu"
+        )
+        for first, last in jobs
     ]
     return pd.concat(parts, ignore_index=True)
 
@@ -151,7 +154,7 @@ def ratio_line(label: str, goal: str, ours: list[list[float]], theirs: list[list
     )
 
 
-def run_case(name: str, run: dict, repeats: int, samples: int) -> None:
+def run_case(name: str, run: dict, repeats: int, samples: int, job_steps: int) -> None:
     load_task(run)  # the data loads once, outside the timings
     times = {key: [] for key in ("train", "measure", "raw", "replay", "ref_ckpt", "ref_dense")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -163,7 +166,7 @@ def run_case(name: str, run: dict, repeats: int, samples: int) -> None:
             order = [
                 ("measure", measure_stage, trajectory, folder / "geometry.parquet", samples),
                 ("raw", raw_forward_backward, trajectory, samples),
-                ("replay", replay_all, trajectory, folder),
+                ("replay", replay_all, trajectory, folder, job_steps),
                 ("ref_ckpt", two_pass_checkpoints, run, samples),
                 ("ref_dense", two_pass_dense, run),
             ]
@@ -178,6 +181,7 @@ def run_case(name: str, run: dict, repeats: int, samples: int) -> None:
                 with TrajectoryReader(trajectory) as traj:
                     total_steps = traj.total_steps
                     measured = len(traj.checkpoint_steps) - 1
+                jobs = len(replay_jobs(segment_steps(str(trajectory)), job_steps))
     walls = {key: [t[0] for t in values] for key, values in times.items()}
     cpus = {key: [t[1] for t in values] for key, values in times.items()}
 
@@ -196,7 +200,8 @@ def run_case(name: str, run: dict, repeats: int, samples: int) -> None:
     )
     print(
         f"  best wall seconds: train {best['train']:.2f}, measure {best['measure']:.2f}, "
-        f"raw forward+backward {best['raw']:.2f}, replay of every segment {best['replay']:.2f}; "
+        f"raw forward+backward {best['raw']:.2f}, replay of every segment "
+        f"({jobs} jobs of at least {job_steps} steps) {best['replay']:.2f}; "
         f"reference two-pass per checkpoint {best['ref_ckpt']:.2f}, dense {best['ref_dense']:.2f}"
     )
     print(
@@ -228,13 +233,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} repeats")
     for case in args.cases:
         name, changes = CASES[case]
-        run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
-        run_case(name, run, args.repeats, args.samples)
+        config = validate_config({"base": changes}, SCHEMA)
+        job_steps = args.job_steps or config["measure"]["dense_job_steps"]
+        run_case(name, expand_runs(config)["base"], args.repeats, args.samples, job_steps)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ import pytest
 from conftest import TINY_BASE, Workflow
 
 # One run in dense mode, three segments (checkpoints 0, 1, 22, 44; the schedule fit needs three
-# measured): nine jobs, each its own Slurm job. (The closed loop's retrainings are train jobs
-# again: left out here, for time.)
+# measured), each replayed in a job of its own: nine jobs, each its own Slurm job. (The closed
+# loop's retrainings are train jobs again: left out here, for time.)
 DENSE_RUN = {
     "base": {**TINY_BASE, "checkpoint": {"dense_first": 2, "every": 22}},
-    "measure": {"samples": 2, "dense": True},
+    "measure": {"samples": 2, "dense": True, "dense_job_steps": 1},
     "schedule": {"smooth": 3, "retrain": False},
 }
 
@@ -28,9 +28,9 @@ def _with_broken_run(missing_data: str) -> dict:
 BASE_JOBS = {
     "rule_train_wildcards_base",
     "rule_segments_wildcards_base",
-    "rule_replay_wildcards_base_0",
-    "rule_replay_wildcards_base_1",
-    "rule_replay_wildcards_base_2",
+    "rule_replay_wildcards_base_0_0",
+    "rule_replay_wildcards_base_1_1",
+    "rule_replay_wildcards_base_2_2",
     "rule_dense_wildcards_base",
     "rule_measure_wildcards_base",
     "rule_schedule_wildcards_base",

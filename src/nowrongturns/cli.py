@@ -9,7 +9,8 @@
         --summary results/runs/base/closed_loop.csv \
         --curves results/runs/base/closed_loop_curves.csv
     nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule bound
-    nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
+    nwt replay results/runs/base/trajectory.h5 --segments 0 28 \
+        --out results/runs/base/dense/0-28.parquet
     nwt ablation-figure batch_size --config config.json --out figures/ablations/batch_size.png \
         results/runs/*/geometry.parquet
     nwt claims --config config.json --csv claims.csv --html claims.html \
@@ -75,15 +76,16 @@ def cmd_measure(args) -> None:
 def cmd_segments(args) -> None:
     from .dense import write_segments
 
-    write_segments(args.trajectory, args.out)
+    write_segments(args.trajectory, args.out, args.job_steps)
 
 
 def cmd_replay(args) -> None:
-    from .dense import replay_segment
+    from .dense import replay_segments
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.trajectory).parent.name
-    replay_segment(args.trajectory, args.segment, args.out, run_name, device=args.device)
+    first, last = args.segments
+    replay_segments(args.trajectory, first, last, args.out, run_name, device=args.device)
 
 
 def cmd_gather_dense(args) -> None:
@@ -218,17 +220,29 @@ def parser() -> argparse.ArgumentParser:
     _compute_options(measure)
     measure.set_defaults(func=cmd_measure)
 
-    segments = stages.add_parser("segments", help="dense mode: the segments of a trajectory")
+    segments = stages.add_parser(
+        "segments", help="dense mode: the segments of a trajectory, cut into replay jobs"
+    )
     segments.add_argument("trajectory")
+    segments.add_argument(
+        "--job-steps", type=int, required=True, help="the least training steps a replay job holds"
+    )
     segments.add_argument("--out", required=True, help="segments.json to write")
     segments.set_defaults(func=cmd_segments)
 
     replay = stages.add_parser(
-        "replay", help="dense mode: per-step geometry of one segment between two checkpoints"
+        "replay", help="dense mode: per-step geometry of consecutive segments between checkpoints"
     )
     replay.add_argument("trajectory")
-    replay.add_argument("--segment", type=int, required=True, help="from checkpoint k to k + 1")
-    replay.add_argument("--out", required=True, help="the segment's parquet to write")
+    replay.add_argument(
+        "--segments",
+        type=int,
+        nargs=2,
+        required=True,
+        metavar=("FIRST", "LAST"),
+        help="from checkpoint FIRST to checkpoint LAST + 1 (segment k: checkpoint k to k + 1)",
+    )
+    replay.add_argument("--out", required=True, help="the segments' parquet to write")
     replay.add_argument("--run-name", help="default: the name of the trajectory's directory")
     _compute_options(replay)
     replay.set_defaults(func=cmd_replay)

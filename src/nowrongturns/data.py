@@ -197,7 +197,7 @@ def load_digits(run: dict) -> Task:
     return in_memory_task("digits", "classification", images, labels, num_classes=10)
 
 
-@functools.cache  # scikit-learn parses a gzipped CSV on every call; dense replay loads per segment
+@functools.cache  # scikit-learn parses a gzipped CSV on every call; the tests load it often
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
     """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller."""
     from sklearn.datasets import load_digits as sklearn_digits

@@ -1,14 +1,24 @@
-"""Dense mode: the geometry of every training step, replayed segment by segment.
+"""Dense mode: the geometry of every training step, replayed from the checkpoints.
 
-    nwt replay results/runs/base/trajectory.h5 --segment 3 --out results/runs/base/dense/3.parquet
-    nwt gather-dense results/runs/base/dense/*.parquet --out results/runs/base/dense.parquet
+    nwt segments results/runs/base/trajectory.h5 --job-steps 1000 \
+        --out results/runs/base/dense/segments.json
+    nwt replay results/runs/base/trajectory.h5 --segments 0 28 \
+        --out results/runs/base/dense/0-28.parquet
+    nwt gather-dense results/runs/base/dense/*-*.parquet --out results/runs/base/dense.parquet
 
 Segment k runs from checkpoint k to checkpoint k + 1. Each checkpoint holds the whole training
-state (weights, buffers, optimizer state, RNG state), so a segment replays alone, in its own job:
-the stored minibatches and learning rates, the same optimizer steps, and at each step the RSI, EB
-and gamma of the very gradient training used, against w* = w_T. That costs one more training pass
-in all, spread over as many jobs as there are segments, where the reference approach trains twice
-in a row. The replayed end of a segment must equal the next checkpoint: bit for bit on the CPU.
+state (weights, buffers, optimizer state, RNG state), so any run of consecutive segments replays
+alone, in its own job: the stored minibatches and learning rates, the same optimizer steps, and at
+each step the RSI, EB and gamma of the very gradient training used, against w* = w_T. That costs
+one more training pass in all, spread over as many jobs as the segments are cut into, where the
+reference approach trains twice in a row. The replayed end of every segment must equal the next
+checkpoint: bit for bit on the CPU.
+
+A job takes consecutive segments until it holds at least `job_steps` training steps (config
+`measure.dense_job_steps`; 1 gives one job per segment). A job pays a fixed cost (a process,
+`import torch`, the data, the model, a file written; on a cluster, a submission): at the default
+cadence, where the first segments are one step long, one job per segment would cost more than the
+steps it replays.
 """
 
 from __future__ import annotations
@@ -39,48 +49,68 @@ def segment_steps(trajectory: str) -> list[list[int]]:
     return [[start, end] for start, end in zip(steps[:-1], steps[1:])]
 
 
-def write_segments(trajectory: str, out: str) -> None:
-    """The segments of a trajectory as JSON, for the workflow to make one replay job each."""
+def replay_jobs(segments: list[list[int]], job_steps: int) -> list[list[int]]:
+    """[first, last] segment of each replay job: consecutive segments, taken until a job holds at
+    least `job_steps` steps (the last job may hold fewer)."""
+    jobs, first, steps = [], 0, 0
+    for index, (start, end) in enumerate(segments):
+        steps += end - start
+        if steps >= job_steps or index == len(segments) - 1:
+            jobs.append([first, index])
+            first, steps = index + 1, 0
+    return jobs
+
+
+def write_segments(trajectory: str, out: str, job_steps: int) -> None:
+    """The segments of a trajectory and the replay jobs they are cut into, as JSON, for the
+    workflow to plan one replay job each."""
+    segments = segment_steps(trajectory)
     with written(out) as tmp:
-        tmp.write_text(json.dumps({"segments": segment_steps(trajectory)}))
+        tmp.write_text(json.dumps({"segments": segments, "jobs": replay_jobs(segments, job_steps)}))
 
 
-def replay_segment(trajectory: str, segment: int, out: str, run_name: str,
-                   device: str = "auto") -> pd.DataFrame:  # fmt: skip
-    """Per-step geometry of the training gradients of one segment, checked against the next
-    checkpoint."""
+def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: str,
+                    device: str = "auto") -> pd.DataFrame:  # fmt: skip
+    """Per-step geometry of the training gradients of segments `first` to `last` (inclusive),
+    replayed from checkpoint `first`; every segment's end is checked against its checkpoint."""
     device = resolve_device(device)
     torch.use_deterministic_algorithms(True)
     with TrajectoryReader(trajectory) as traj:
-        if not 0 <= segment < len(traj.checkpoint_steps) - 1:
+        segment_count = len(traj.checkpoint_steps) - 1
+        if not 0 <= first <= last < segment_count:
             raise ValueError(
-                f"{trajectory}: no segment {segment}; it has {len(traj.checkpoint_steps) - 1}"
+                f"{trajectory}: no segments {first} to {last}; it has {segment_count} "
+                f"(0 to {segment_count - 1})"
             )
         run = traj.config
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
         optimizer = build_optimizer(run, model)
-        load_flat(model, traj.weights(segment), traj.buffers(segment))
-        load_state_vector(optimizer, run["optimizer"], traj.optimizer_state(segment))
-        set_rng_states(traj.rng_states(segment), device)
+        params = list(model.parameters())
+        _restore(traj, first, model, optimizer, device)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
-        start, end = (int(s) for s in traj.checkpoint_steps[segment : segment + 2])
+        checkpoint_index = {int(step): index for index, step in enumerate(traj.checkpoint_steps)}
+        start, end = int(traj.checkpoint_steps[first]), int(traj.checkpoint_steps[last + 1])
         lrs, losses, epochs = traj.steps("lr"), traj.steps("loss"), traj.steps("epoch")
-        batches = torch.from_numpy(
-            traj.batch_indices(slice(start, end))
-        )  # one read, not one a step
+        batches = torch.from_numpy(traj.batch_indices(slice(start, end)))  # one read
         rows = []
         for step, batch in zip(range(start, end), batches):
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
             loss = forward_backward(model, optimizer, task, batch, lrs[step])
-            gradient = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+            gradient = torch.cat([p.grad.reshape(-1) for p in params])
             stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"])
             rows.append(torch.cat([loss.detach().double().reshape(1),
                                    (to_final64 @ to_final64).reshape(1), stats]))  # fmt: skip
             optimizer.step()
-        values = torch.stack(rows).cpu().numpy()  # the one host sync of this segment
-        _check_end(traj, segment, flat_parameters(model).cpu().numpy(), device)
+            if step + 1 in checkpoint_index:  # the end of a segment
+                reached = checkpoint_index[step + 1]
+                _check_end(traj, reached - 1, flat_parameters(model).cpu().numpy(), device)
+                if device.type != "cpu" and step + 1 < end:
+                    # Within tolerance, not equal: go on from the stored state, so that the
+                    # differences of one segment do not carry into the next.
+                    _restore(traj, reached, model, optimizer, device)
+        values = torch.stack(rows).cpu().numpy()  # the rows reach the host once
         param_count, total_steps = traj.param_count, traj.total_steps
 
     steps = np.arange(start, end)
@@ -101,6 +131,13 @@ def replay_segment(trajectory: str, segment: int, out: str, run_name: str,
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table
+
+
+def _restore(traj: TrajectoryReader, index: int, model, optimizer, device) -> None:
+    """The whole training state of checkpoint `index`: weights, buffers, optimizer, RNG."""
+    load_flat(model, traj.weights(index), traj.buffers(index))
+    load_state_vector(optimizer, traj.config["optimizer"], traj.optimizer_state(index))
+    set_rng_states(traj.rng_states(index), device)
 
 
 def _check_end(traj: TrajectoryReader, segment: int, replayed: np.ndarray, device) -> None:

@@ -55,7 +55,8 @@ RUNS_CONFIG = json.dumps(
 
 wildcard_constraints:
     run="|".join(re.escape(name) for name in RUNS),
-    segment=r"\d+",
+    first=r"\d+",
+    last=r"\d+",
     loop="|".join(LOOP_SCHEDULES),
     factor="|".join(re.escape(factor) for factor in ABLATION_LEVELS) or "(?!)",
 
@@ -111,11 +112,12 @@ def measure_flag(key):
 
 
 def replayed_segments(wildcards):
-    """Every segment's replay of a run, once `segments` has read how many there are."""
+    """Every replay job's table of a run, once `segments` has cut the run's segments into jobs."""
     with open(checkpoints.segments.get(run=wildcards.run).output[0]) as handle:
-        count = len(json.load(handle)["segments"])
+        jobs = json.load(handle)["jobs"]
     return [
-        results_path(f"runs/{wildcards.run}/dense/{k}.parquet") for k in range(count)
+        results_path(f"runs/{wildcards.run}/dense/{first}-{last}.parquet")
+        for first, last in jobs
     ]
 
 

@@ -1,6 +1,7 @@
-# Dense mode (config measure.dense): the geometry of every training step, one job per segment
-# between two checkpoints. How many segments a run has is known once it is trained: the checkpoint
-# rule `segments` reads it from the trajectory, and Snakemake then plans one replay job each.
+# Dense mode (config measure.dense): the geometry of every training step, replayed in parallel jobs
+# of consecutive segments between two checkpoints. How many segments a run has is known once it is
+# trained: the checkpoint rule `segments` reads them from the trajectory and cuts them into jobs of
+# at least measure.dense_job_steps steps, and Snakemake then plans one replay job each.
 
 
 checkpoint segments:
@@ -12,8 +13,10 @@ checkpoint segments:
         results_path("logs/segments/{run}.log"),
     benchmark:
         results_path("benchmarks/segments/{run}.tsv")
+    params:
+        job_steps=config["measure"]["dense_job_steps"],
     shell:
-        "nwt segments {input:q} --out {output:q} > {log:q} 2>&1"
+        "nwt segments {input:q} --job-steps {params.job_steps} --out {output:q} > {log:q} 2>&1"
 
 
 rule replay:
@@ -21,18 +24,19 @@ rule replay:
         trajectory=results_path("runs/{run}/trajectory.h5"),
         segments=results_path("runs/{run}/dense/segments.json"),
     output:
-        results_path("runs/{run}/dense/{segment}.parquet"),
+        results_path("runs/{run}/dense/{first}-{last}.parquet"),
     log:
-        results_path("logs/replay/{run}/{segment}.log"),
+        results_path("logs/replay/{run}/{first}-{last}.log"),
     benchmark:
-        results_path("benchmarks/replay/{run}/{segment}.tsv")
+        results_path("benchmarks/replay/{run}/{first}-{last}.tsv")
     threads: stage_threads("replay")
     resources:
         **stage_resources("replay"),
     params:
         device=config["measure"]["device"],
     shell:
-        "nwt replay {input.trajectory:q} --segment {wildcards.segment} --out {output:q}"
+        "nwt replay {input.trajectory:q} --segments {wildcards.first} {wildcards.last}"
+        " --out {output:q}"
         " --run-name {wildcards.run:q} --device {params.device} --threads {threads}"
         " > {log:q} 2>&1"
 
