@@ -1,6 +1,7 @@
 """Speed of the measure stage and of dense mode, against raw compute and the reference approach.
 
-    python benchmarks/measure_speed.py      # every case below, 3 repeats each
+    python benchmarks/measure_speed.py      # every CPU case below, 3 repeats each
+    python benchmarks/measure_speed.py --device cuda --cases resnet18-cifar digits
 
 Three ratios per case, all measured in this one run:
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fake_cifar10 import write_cifar10
 from reference_two_pass import two_pass_checkpoints, two_pass_dense
 
 from nowrongturns.config import expand_runs, validate_config
@@ -65,17 +67,25 @@ CASES = {
         },
     ),
 }
+# For a lent GPU (`--device cuda --cases resnet18-cifar`): random CIFAR-10-sized images in the
+# real on-disk format (benchmarks/fake_cifar10.py), as no dataset can be downloaded there.
+GPU_CASES = {
+    "resnet18-cifar": (
+        "cifar-10-sized random images, torchvision resnet-18, batch 128, one epoch",
+        {"task": "cifar10", "model": "resnet18", "epochs": 1, "batch_size": 128},
+    ),
+}
 GOALS = {"a": (">=", 0.90), "b": ("<=", 0.55), "c": ("<=", 1.05)}
 
 
-def raw_forward_backward(trajectory: Path, samples: int) -> None:
+def raw_forward_backward(trajectory: Path, samples: int, device: torch.device) -> None:
     """What the measure stage computes, without anything but the passes: each checkpoint but the
     last read and loaded as `measure` loads it, then forward and backward on the train batch and
     the `samples` sampled minibatches."""
     with TrajectoryReader(trajectory) as traj:
         run = traj.config
-        task = load_task(run)
-        model = build_model(run, task).train()
+        task = load_task(run).to(device)
+        model = build_model(run, task).to(device).train()
         params = list(model.parameters())
         for index, step in enumerate(traj.checkpoint_steps[:-1]):
             load_flat(model, traj.weights(index), traj.buffers(index))
@@ -92,7 +102,7 @@ def raw_forward_backward(trajectory: Path, samples: int) -> None:
                 task.loss(model(inputs), targets).backward()
 
 
-def measure_stage(trajectory: Path, out: Path, samples: int) -> pd.DataFrame:
+def measure_stage(trajectory: Path, out: Path, samples: int, device: str) -> pd.DataFrame:
     return measure(
         str(trajectory),
         str(out),
@@ -101,16 +111,16 @@ def measure_stage(trajectory: Path, out: Path, samples: int) -> pd.DataFrame:
         full_batch=False,
         random_labels=False,
         update=False,
-        device="cpu",
+        device=device,
     )
 
 
-def replay_all(trajectory: Path, folder: Path, job_steps: int) -> pd.DataFrame:
+def replay_all(trajectory: Path, folder: Path, job_steps: int, device: str) -> pd.DataFrame:
     """Every replay job the workflow plans, one after the other."""
     jobs = replay_jobs(segment_steps(str(trajectory)), job_steps)
     parts = [
         replay_segments(
-            str(trajectory), first, last, str(folder / f"{first}-{last}.parquet"), "base", "cpu"
+            str(trajectory), first, last, str(folder / f"{first}-{last}.parquet"), "base", device
         )
         for first, last in jobs
     ]
@@ -118,9 +128,11 @@ def replay_all(trajectory: Path, folder: Path, job_steps: int) -> pd.DataFrame:
 
 
 def timed(function, *args) -> tuple[float, float, object]:
-    """(wall seconds, process CPU seconds, result) of one call."""
+    """(wall seconds, process CPU seconds, result) of one call, its GPU work finished."""
     wall, cpu = time.perf_counter(), time.process_time()
     result = function(*args)
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
@@ -154,7 +166,9 @@ def ratio_line(label: str, goal: str, ours: list[list[float]], theirs: list[list
     )
 
 
-def run_case(name: str, run: dict, repeats: int, samples: int, job_steps: int) -> None:
+def run_case(
+    name: str, run: dict, repeats: int, samples: int, job_steps: int, device: torch.device
+) -> None:
     load_task(run)  # the data loads once, outside the timings
     times = {key: [] for key in ("train", "measure", "raw", "replay", "ref_ckpt", "ref_dense")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,13 +176,20 @@ def run_case(name: str, run: dict, repeats: int, samples: int, job_steps: int) -
         trajectory = folder / "trajectory.h5"
         for repeat in range(repeats):
             trajectory.unlink(missing_ok=True)
-            times["train"].append(timed(train, run, trajectory, "cpu"))
+            times["train"].append(timed(train, run, trajectory, device.type))
             order = [
-                ("measure", measure_stage, trajectory, folder / "geometry.parquet", samples),
-                ("raw", raw_forward_backward, trajectory, samples),
-                ("replay", replay_all, trajectory, folder, job_steps),
-                ("ref_ckpt", two_pass_checkpoints, run, samples),
-                ("ref_dense", two_pass_dense, run),
+                (
+                    "measure",
+                    measure_stage,
+                    trajectory,
+                    folder / "geometry.parquet",
+                    samples,
+                    device.type,
+                ),  # fmt: skip
+                ("raw", raw_forward_backward, trajectory, samples, device),
+                ("replay", replay_all, trajectory, folder, job_steps, device.type),
+                ("ref_ckpt", two_pass_checkpoints, run, samples, device.type),
+                ("ref_dense", two_pass_dense, run, device.type),
             ]
             for key, function, *args in order[:: -1 if repeat % 2 else 1]:
                 times[key].append(timed(function, *args))
@@ -232,16 +253,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
-    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES], default=list(CASES))
     parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--cifar-train", type=int, default=50000, help="random CIFAR images")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} repeats")
-    for case in args.cases:
-        name, changes = CASES[case]
-        config = validate_config({"base": changes}, SCHEMA)
-        job_steps = args.job_steps or config["measure"]["dense_job_steps"]
-        run_case(name, expand_runs(config)["base"], args.repeats, args.samples, job_steps)
+    device = torch.device(args.device)
+    print(
+        f"torch {torch.__version__}, {args.device}, {args.threads} thread(s), "
+        f"{args.repeats} repeats"
+    )
+    with tempfile.TemporaryDirectory() as data:
+        for case in args.cases:
+            name, changes = {**CASES, **GPU_CASES}[case]
+            config = {"base": changes}
+            if changes.get("task") == "cifar10":
+                write_cifar10(data, args.cifar_train, 10000, np.random.default_rng(0))
+                config["data"] = {"cifar10": data}
+            config = validate_config(config, SCHEMA)
+            job_steps = args.job_steps or config["measure"]["dense_job_steps"]
+            run = expand_runs(config)["base"]
+            run_case(name, run, args.repeats, args.samples, job_steps, device)
 
 
 if __name__ == "__main__":

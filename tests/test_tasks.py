@@ -4,6 +4,7 @@ real on-disk format (CIFAR pickles, an ImageFolder tree, WikiText token files, V
 import hashlib
 import pickle
 
+import fake_cifar10  # benchmarks/, on pytest's pythonpath
 import numpy as np
 import pytest
 import torch
@@ -105,27 +106,8 @@ def write_pickle(path, content):
 
 
 def write_cifar10(root, rng):
-    """cifar-10-batches-py/ as torchvision reads it. The official pickles come from Python 2, whose
-    str keys torchvision's `pickle.load(encoding="latin1")` returns as str: so str keys here."""
-    folder = root / "cifar-10-batches-py"
-    batches = {f"data_batch_{i}": 2 for i in range(1, 6)} | {"test_batch": 3}
-    for name, count in batches.items():
-        write_pickle(
-            folder / name,
-            {
-                "batch_label": name,
-                "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-                "labels": rng.integers(0, 10, count).tolist(),
-                "filenames": [f"{name}_{i}.png" for i in range(count)],
-            },
-        )
-    label_names = ["airplane", "automobile", "bird", "cat", "deer"]
-    label_names += ["dog", "frog", "horse", "ship", "truck"]
-    write_pickle(
-        folder / "batches.meta",
-        {"label_names": label_names, "num_cases_per_batch": 2, "num_vis": 3072},
-    )
-    return folder
+    """Two training images in each of the five data batches, three test images."""
+    return fake_cifar10.write_cifar10(root, train=10, test=3, rng=rng)
 
 
 def write_cifar100(root, rng):

@@ -62,11 +62,14 @@ class GradientProbe:
         """Mean loss and its gradient over (inputs, labels, weight) chunks; weights sum to 1."""
         for param in self.params:
             param.grad = None
-        total_loss = 0.0
+        losses = []
         for inputs, labels, weight in chunks:
-            loss = self.task.loss(self.model(inputs), labels) * weight
+            loss = self.task.loss(self.model(inputs), labels)
+            if weight != 1.0:  # a minibatch is one chunk: no product to take, nor to backpropagate
+                loss = loss * weight
             loss.backward()
-            total_loss = total_loss + loss.detach()
+            losses.append(loss.detach())
+        total_loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         return total_loss, torch.cat([p.grad.reshape(-1) for p in self.params])
 
     def minibatch(self, indices: torch.Tensor, shuffle: torch.Tensor | None = None):
@@ -186,7 +189,7 @@ def measure(
                 traj.weights(index),
                 traj.buffers(index),
                 traj.batch_indices(step),
-                traj.optimizer_state(index),
+                traj.optimizer_state(index) if update else None,
             )
 
         measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
