@@ -137,17 +137,20 @@ def timed(function, *args) -> tuple[float, float, object]:
 
 
 def check_same_numbers(ours: pd.DataFrame, reference: pd.DataFrame, keys: list[str]) -> float:
-    """Largest relative difference of RSI, EB and gamma between the two approaches' rows."""
+    """Largest difference of RSI, EB and gamma between the two approaches' rows, in units of the
+    row's EB for RSI and EB, of a cosine for gamma. The bar (1 %) catches another minibatch or
+    other weights, not rounding: the reference's float32 norms are off by up to about 1e-3
+    (torch's float32 norm of 11M random terms on this CPU: 6e-4 relative), ours are float64."""
     merged = ours.merge(reference, on=keys, suffixes=("", "_ref"), validate="one_to_one")
     if len(merged) != len(ours) or len(merged) != len(reference):
         raise RuntimeError(f"the rows differ: {len(ours)} ours, {len(reference)} reference")
-    worst = 0.0
-    for column in ("rsi", "eb", "gamma"):
-        ours_values, reference_values = merged[column], merged[f"{column}_ref"]
-        scale = np.maximum(np.abs(ours_values), np.abs(reference_values).max() * 1e-3)
-        worst = max(worst, float(np.max(np.abs(ours_values - reference_values) / scale)))
-    if worst > 1e-3:
-        raise RuntimeError(f"the two approaches disagree: relative difference {worst:.2g}")
+    units = {"rsi": merged["eb"], "eb": merged["eb"], "gamma": 1.0}
+    worst = max(
+        float(np.max(np.abs(merged[column] - merged[f"{column}_ref"]) / unit))
+        for column, unit in units.items()
+    )
+    if worst > 1e-2:
+        raise RuntimeError(f"the two approaches disagree: a difference of {worst:.2g}")
     return worst
 
 
@@ -231,7 +234,7 @@ def run_case(
     )
     print(
         f"  the two approaches agree: RSI, EB, gamma within {geometry:.1g} (per checkpoint), "
-        f"{dense:.1g} (dense), relative"
+        f"{dense:.1g} (dense), in units of EB and of a cosine"
     )
     print(ratio_line("measure / raw throughput", "a", alone("raw"), alone("measure")))
     print(
@@ -257,6 +260,7 @@ def main() -> None:
     parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cifar-train", type=int, default=50000, help="random CIFAR images")
+    parser.add_argument("--cifar-test", type=int, default=10000, help="the same, to validate on")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -269,7 +273,7 @@ def main() -> None:
             name, changes = {**CASES, **GPU_CASES}[case]
             config = {"base": changes}
             if changes.get("task") == "cifar10":
-                write_cifar10(data, args.cifar_train, 10000, np.random.default_rng(0))
+                write_cifar10(data, args.cifar_train, args.cifar_test, np.random.default_rng(0))
                 config["data"] = {"cifar10": data}
             config = validate_config(config, SCHEMA)
             job_steps = args.job_steps or config["measure"]["dense_job_steps"]
