@@ -32,6 +32,8 @@ def test_segments_cut_into_jobs_of_at_least_job_steps(trained):
     assert replay_jobs(segments, 10) == [[0, 2], [3, 3], [4, 4], [5, 5], [6, 6]]
     assert replay_jobs(segments, 25) == [[0, 4], [5, 6]]  # the last job holds what is left
     assert replay_jobs(segments, 1000) == [[0, 6]]
+    with pytest.raises(ValueError, match="must be at least 1, not 0"):
+        replay_jobs(segments, 0)
 
 
 @pytest.mark.parametrize(("optimizer", "job_steps"), [("sgd", 1), ("sgd", 25), ("adam", 1000)])

@@ -52,6 +52,8 @@ def segment_steps(trajectory: str) -> list[list[int]]:
 def replay_jobs(segments: list[list[int]], job_steps: int) -> list[list[int]]:
     """[first, last] segment of each replay job: consecutive segments, taken until a job holds at
     least `job_steps` steps (the last job may hold fewer)."""
+    if job_steps < 1:
+        raise ValueError(f"job_steps (measure.dense_job_steps) must be at least 1, not {job_steps}")
     jobs, first, steps = [], 0, 0
     for index, (start, end) in enumerate(segments):
         steps += end - start
