@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from nowrongturns.models import MODELS, build_model, max_unpool
@@ -26,8 +27,9 @@ CASES = {
     "mlp": (DIGITS, {"width": 8, "depth": 3}),
     "cnn": (DIGITS, {"width": 4, "depth": 3}),
     "resnet": (DIGITS, {"width": 4, "depth": 1}),
-    "resnet18": (fake_task("classification", 10, (1, 16, 16)), {}),
-    "resnet50": (fake_task("classification", 10, (3, 32, 32)), {"width": 8}),
+    "resnet18": (fake_task("classification", 10, (1, 16, 16)), {"width_multiplier": 0.25}),
+    "resnet50": (fake_task("classification", 10, (3, 32, 32)), {"width_multiplier": 0.125}),
+    "resnet152": (fake_task("classification", 10, (3, 16, 16)), {"width_multiplier": 0.0625}),
     "transformer": (TEXT, {"width": 8, "depth": 2, "heads": 2}),
     "unet": (MASKS, {"width": 4, "depth": 2}),
     "segnet": (MASKS, {"width": 4, "depth": 3}),
@@ -44,7 +46,8 @@ WRONG_KIND = {
 
 
 def run_config(name: str) -> dict:
-    return {"model": name, "width": 1, "depth": 1, "heads": 1, **CASES[name][1]}
+    return {"model": name, "width": 1, "depth": 1, "heads": 1, "width_multiplier": 1,
+            **CASES[name][1]}  # fmt: skip
 
 
 def batch(task, size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,19 +165,49 @@ def test_resnet20_has_the_papers_parameter_count():
 @pytest.mark.parametrize(
     "input_shape, kernel, pooled", [((1, 32, 32), 3, False), ((1, 65, 80), 7, True)]
 )
-def test_torchvision_resnet_stem_fits_the_input(input_shape, kernel, pooled):
+def test_resnet_stem_fits_the_input(input_shape, kernel, pooled):
     task = fake_task("classification", 10, input_shape)
-    model = build_model({"model": "resnet18", "width": 16, "depth": 2}, task)
+    model = build_model({"model": "resnet18", "width_multiplier": 1}, task)
     assert model.conv1.in_channels == 1
     assert model.conv1.kernel_size == (kernel, kernel)
     assert isinstance(model.maxpool, nn.MaxPool2d) == pooled
 
 
-def test_resnet50_is_the_papers_whatever_the_width():
-    task = CASES["resnet50"][0]
-    model = build_model({"model": "resnet50", "width": 8, "depth": 2}, task)
-    assert model.layer1[0].conv1.out_channels == 64
-    assert sum(p.numel() for p in model.parameters()) == 23_520_842  # with the CIFAR stem
+CIFAR = fake_task("classification", 10, (3, 32, 32))
+IMAGENET = fake_task("classification", 1000, (3, 224, 224))
+
+
+@pytest.mark.parametrize(
+    ("run", "task", "count"),
+    [
+        # The reference's model-type-cifar.sh: resnet18_2_cifar and medium_mlp (4096 x 3).
+        ({"model": "resnet18", "width_multiplier": 2}, CIFAR, 44_662_922),
+        ({"model": "mlp", "width": 4096, "depth": 3}, CIFAR, 46_190_602),
+        ({"model": "resnet18", "width_multiplier": 1}, CIFAR, 11_173_962),  # kuangliu's
+    ],
+)
+def test_parameter_counts_are_the_references(run, task, count):
+    assert sum(p.numel() for p in build_model(run, task).parameters()) == count
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152"])
+def test_imagenet_resnets_at_width_1_are_torchvisions(name):
+    """Layer for layer, by parameter name and shape; the reference's ImageNet ResNets are
+    torchvision's, widened."""
+    ours = build_model({"model": name, "width_multiplier": 1}, IMAGENET)
+    theirs = getattr(torchvision.models, name)(weights=None)
+    shapes = [(n, p.shape) for n, p in ours.named_parameters()]
+    assert shapes == [(n, p.shape) for n, p in theirs.named_parameters()]
+
+
+def test_width_multiplier_widens_every_stage_and_the_stem():
+    """resnet152_05 of the reference: a 32-channel stem and 32, 64, 128, 256 planes."""
+    model = build_model({"model": "resnet152", "width_multiplier": 0.5}, IMAGENET)
+    assert model.conv1.out_channels == 32
+    planes = [stage[0].conv1.out_channels for stage in (model.layer1, model.layer2,
+                                                         model.layer3, model.layer4)]  # fmt: skip
+    assert planes == [32, 64, 128, 256]
+    assert model.fc.in_features == 256 * 4
 
 
 def test_transformer_is_causal():
