@@ -12,6 +12,7 @@ from conftest import tiny_run
 from PIL import Image
 
 from nowrongturns.data import DataLayoutError, load_task, split_indices
+from nowrongturns.local_data import CIFAR10_STATISTICS
 
 LOCAL_TASKS = ["cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen"]
 
@@ -150,6 +151,9 @@ def cifar_files(folder, names, label_key):
     ],
 )
 def test_cifar(tmp_path, task_name, write, train_files, test_files, label_key, num_classes):
+    """The official training images split 80/20 as the reference splits them (torch's
+    random_split, generator seeded 1); the test set untouched; CIFAR-10 standardized by the
+    reference's constants, CIFAR-100 by its training images' own statistics."""
     folder = write(tmp_path, np.random.default_rng(0))
     task = load_task(tiny_run(task=task_name, data_dir=str(tmp_path)))
     assert (task.kind, task.num_classes, task.input_shape) == (
@@ -158,17 +162,28 @@ def test_cifar(tmp_path, task_name, write, train_files, test_files, label_key, n
         (3, 32, 32),
     )
     assert task.provenance == {"data_dir": str(tmp_path.resolve()), "official_release": False}
-    train_images, train_labels = cifar_files(folder, train_files, label_key)
-    test_images, test_labels = cifar_files(folder, test_files, label_key)
+    images, labels = cifar_files(folder, train_files, label_key)
+    train_size = int(len(labels) * 0.8)  # the reference's _split_train_val
+    train, validation = torch.utils.data.random_split(
+        range(len(labels)),
+        [train_size, len(labels) - train_size],
+        generator=torch.Generator().manual_seed(1),
+    )
+    train, validation = list(train), list(validation)
     assert task.train.inputs.dtype == torch.uint8  # converted batch by batch, not held as float
-    assert torch.equal(task.train.inputs, torch.from_numpy(train_images))
-    inputs, labels = task.batch(torch.arange(len(train_labels)))
+    assert torch.equal(task.train.inputs, torch.from_numpy(images[train]))
+    assert torch.equal(task.validation.inputs, torch.from_numpy(images[validation]))
+    inputs, batch_labels = task.batch(torch.arange(len(train)))
     assert inputs.dtype == torch.float32
-    np.testing.assert_allclose(inputs.numpy(), standardized(train_images), atol=1e-5)
-    assert labels.tolist() == train_labels.tolist()
-    inputs, labels = task.batch(torch.arange(len(test_labels)), "validation")
-    assert torch.equal(task.validation.inputs, torch.from_numpy(test_images))
-    assert labels.tolist() == test_labels.tolist()
+    if task_name == "cifar10":
+        mean, std = (np.array(c).reshape(1, 3, 1, 1) for c in CIFAR10_STATISTICS)
+        expected = (images[train] / 255.0 - mean) / std
+    else:
+        expected = standardized(images[train])
+    np.testing.assert_allclose(inputs.numpy(), expected, atol=1e-5)
+    assert batch_labels.tolist() == labels[train].tolist()
+    batch_labels = task.batch(torch.arange(len(validation)), "validation")[1]
+    assert batch_labels.tolist() == labels[validation].tolist()
     assert_batches_repeat(task)
 
 
@@ -294,29 +309,53 @@ def tiles_of(array, size: int):
     ]
 
 
-def test_vaihingen_tiles_of_masked_areas(tmp_path):
+def test_vaihingen_tiles_of_the_references_areas(tmp_path):
+    """Train tiles from the reference's train areas (1, 3 here), validation tiles from its
+    validation areas (28 here); area 2 is in neither list, area 5 has no mask."""
     labels = write_vaihingen(
-        tmp_path, np.random.default_rng(0), {1: (20, 17), 2: (16, 16), 3: (9, 16)}, masked={1, 3}
+        tmp_path,
+        np.random.default_rng(0),
+        {1: (20, 17), 2: (16, 16), 3: (9, 16), 5: (8, 8), 28: (16, 9)},
+        masked={1, 2, 3, 28},
     )
     task = load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8))
     assert (task.kind, task.num_classes, task.input_shape) == ("segmentation", 6, (3, 8, 8))
-    assert task.provenance == {"data_dir": str(tmp_path.resolve()), "areas": [1, 3], "tile": 8}
-    images = [
-        np.asarray(Image.open(tmp_path / "top" / f"top_mosaic_09cm_area{n}.tif")) for n in (1, 3)
-    ]
-    image_tiles = np.stack(tiles_of(images[0], 8) + tiles_of(images[1], 8)).transpose(0, 3, 1, 2)
-    label_tiles = np.stack(tiles_of(labels[1], 8) + tiles_of(labels[3], 8))
+    assert task.provenance == {
+        "data_dir": str(tmp_path.resolve()),
+        "train_areas": [1, 3],
+        "validation_areas": [28],
+        "tile": 8,
+        "tile_stride": 8,
+    }
+
+    def area_tiles(areas):
+        images = [
+            np.asarray(Image.open(tmp_path / "top" / f"top_mosaic_09cm_area{n}.tif"))
+            for n in areas
+        ]
+        image_tiles = np.stack([t for image in images for t in tiles_of(image, 8)])
+        label_tiles = np.stack([t for n in areas for t in tiles_of(labels[n], 8)])
+        return image_tiles.transpose(0, 3, 1, 2), label_tiles
+
+    image_tiles, label_tiles = area_tiles([1, 3])
     assert len(image_tiles) == 2 * 2 + 1 * 2
-    train, validation = split_indices(len(image_tiles))
-    assert torch.equal(task.train.inputs, torch.from_numpy(image_tiles[train]))
+    assert torch.equal(task.train.inputs, torch.from_numpy(image_tiles))
     assert task.train.inputs.dtype == torch.uint8  # standardized batch by batch
-    inputs, targets = task.batch(torch.arange(len(train)))
-    np.testing.assert_allclose(inputs.numpy(), standardized(image_tiles[train]), atol=1e-5)
-    assert torch.equal(targets, torch.from_numpy(label_tiles[train]))
-    targets = task.batch(torch.arange(len(validation)), "validation")[1]
+    inputs, targets = task.batch(torch.arange(len(image_tiles)))
+    np.testing.assert_allclose(inputs.numpy(), standardized(image_tiles), atol=1e-5)
+    assert torch.equal(targets, torch.from_numpy(label_tiles))
+    validation_images, validation_labels = area_tiles([28])
+    assert len(validation_images) == 2
+    targets = task.batch(torch.arange(2), "validation")[1]
     assert targets.dtype == torch.int64
-    assert torch.equal(targets, torch.from_numpy(label_tiles[validation]))
+    assert torch.equal(targets, torch.from_numpy(validation_labels))
     assert_batches_repeat(task)
+
+
+def test_vaihingen_without_validation_areas_names_them(tmp_path):
+    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (8, 8)}, masked={1})
+    with pytest.raises(DataLayoutError, match=r"none of the validation areas \[28, 30"):
+        load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8))
 
 
 def test_vaihingen_tile_defaults_to_256(tmp_path):
@@ -368,3 +407,14 @@ def test_wrong_layout_names_the_path_and_layout(tmp_path, task_name):
     with pytest.raises(DataLayoutError) as error:
         load_task(tiny_run(task=task_name, data_dir=str(tmp_path), context=3))
     assert str(tmp_path) in str(error.value) and LAYOUT_HINTS[task_name] in str(error.value)
+
+
+def test_vaihingen_training_tiles_overlap_at_a_smaller_stride(tmp_path):
+    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (20, 17), 28: (16, 9)},
+                    masked={1, 28})  # fmt: skip
+    task = load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8, tile_stride=4))
+    image = np.asarray(Image.open(tmp_path / "top/top_mosaic_09cm_area1.tif")).transpose(2, 0, 1)
+    corners = [(row, col) for row in range(0, 13, 4) for col in range(0, 10, 4)]  # 4 x 3
+    expected = np.stack([image[:, r : r + 8, c : c + 8] for r, c in corners])
+    assert torch.equal(task.train.inputs, torch.from_numpy(expected))
+    assert len(task.validation) == 2  # validation tiles never overlap

@@ -59,7 +59,7 @@ def write_data(task: str, root) -> str:
     elif task == "wikitext2":
         write_wikitext(root)
     elif task == "vaihingen":
-        write_vaihingen(root, rng, {1: (40, 36), 3: (33, 50)}, masked={1, 3})
+        write_vaihingen(root, rng, {1: (40, 36), 28: (33, 50)}, masked={1, 28})
     else:
         return ""
     return str(root)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import AUGMENT, Draw, counter_uniforms, standard_augmentation
+
 # The split is a property of the task, not of the run: every run (any seed) sees the same split.
 SPLIT_SEED = 0
 VALIDATION_FRACTION = 0.2
@@ -71,11 +73,15 @@ class TensorExamples:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.inputs[indices]
+    def get(self, indices: torch.Tensor, augmentation=None, uniforms=None):
+        """(inputs, targets) of the examples at `indices`, augmented first (on the stored
+        pixels, so that padding is black, as torchvision pads before ToTensor) where asked."""
+        inputs, targets = self.inputs[indices], self.targets[indices]
+        if augmentation is not None:
+            uniforms = torch.from_numpy(uniforms).to(inputs.device, non_blocking=True)
+            inputs, targets = augmentation.batch(inputs, targets, uniforms)
         if self.transform is not None:
             inputs = self.transform(inputs)
-        targets = self.targets[indices]
         return inputs, targets if targets.is_floating_point() else targets.long()
 
     def to(self, device: torch.device) -> TensorExamples:
@@ -83,19 +89,34 @@ class TensorExamples:
         return TensorExamples(self.inputs.to(device), self.targets.to(device), transform)
 
 
-class DatasetExamples:
-    """Examples read one by one from a torch Dataset (data on disk), stacked into a batch."""
+def _identity(item):
+    return item
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+
+class DatasetExamples:
+    """Examples read one by one from a torch Dataset (data on disk), stacked into a batch.
+
+    Each item's input goes through `plain` (unaugmented) or the augmentation's `image` with its
+    own row of uniforms, then `finish` (to a tensor): ImageNet resizes and center-crops where
+    it does not random-crop, then normalizes either way."""
+
+    def __init__(self, dataset, plain=_identity, finish=torch.as_tensor):
+        self.dataset, self.plain, self.finish = dataset, plain, finish
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def get(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        items = [self.dataset[int(i)] for i in indices]
-        inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-        return inputs, torch.stack([torch.as_tensor(y) for _, y in items])
+    def get(self, indices: torch.Tensor, augmentation=None, uniforms=None):
+        inputs, targets = [], []
+        for row, index in enumerate(indices.tolist()):
+            item, target = self.dataset[index]
+            if augmentation is None:
+                item = self.plain(item)
+            else:
+                item = augmentation.image(item, uniforms[row])
+            inputs.append(torch.as_tensor(self.finish(item)))
+            targets.append(torch.as_tensor(target))
+        return torch.stack(inputs), torch.stack(targets)
 
     def to(self, device: torch.device) -> DatasetExamples:
         return self  # read on demand; Task.batch moves each batch
@@ -115,15 +136,26 @@ class Task:
     provenance: dict = field(default_factory=dict)
     # Kind objective: f of each row of the outputs [B, n] (each row is the point w) -> [B].
     objective: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # `augment: standard` (augment.py), keyed by the run seed; None: no augmentation.
+    augmentation: object | None = None
+    augment_seed: int = 0
 
     @property
     def train_size(self) -> int:
         return len(self.train)
 
-    def batch(self, indices: torch.Tensor, split: str = "train"):
-        """(inputs, targets) of the examples at `indices`, on the task's device."""
+    def batch(self, indices: torch.Tensor, split: str = "train", draw: Draw | None = None):
+        """(inputs, targets) of the examples at `indices`, on the task's device; training
+        examples augmented as `draw` says, where the task augments (validation never is)."""
         examples = self.train if split == "train" else self.validation
-        inputs, targets = examples.get(indices.to(self._index_device(examples)))
+        indices = indices.to(self._index_device(examples))
+        if draw is None or self.augmentation is None or split != "train":
+            inputs, targets = examples.get(indices)
+        else:
+            positions = np.arange(len(indices)) if draw.positions is None else draw.positions
+            key = (self.augment_seed, AUGMENT, draw.stream, *draw.ids)
+            uniforms = counter_uniforms(key, np.asarray(positions), self.augmentation.draws)
+            inputs, targets = examples.get(indices, self.augmentation, uniforms)
         return inputs.to(self.device), targets.to(self.device)
 
     def _index_device(self, examples) -> torch.device:
@@ -373,7 +405,11 @@ def load_task(run: dict) -> Task:
     tasks = {**EMBEDDED_TASKS, **local_data.TASKS}
     if run["task"] not in tasks:
         raise ValueError(f"task {run['task']!r} is unknown; known tasks: {', '.join(tasks)}")
-    return tasks[run["task"]](run)
+    task = tasks[run["task"]](run)
+    if run.get("augment", "none") == "standard":
+        augmentation = standard_augmentation(task.name)
+        task = dataclasses.replace(task, augmentation=augmentation, augment_seed=run["seed"])
+    return task
 
 
 # Independent random streams, each seeded from (run seed, stream, position) so that any minibatch

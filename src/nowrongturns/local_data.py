@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,8 @@ from .data import (
     DatasetExamples,
     ImageStandardizer,
     Task,
-    in_memory_task,
     numpy_examples,
     positive_int,
-    split_indices,
     token_windows,
 )
 
@@ -103,11 +102,28 @@ def is_official_release(root: Path, cifar_class) -> bool:
     return all(check_integrity(folder / name, md5) for name, md5 in cifar_files(cifar_class))
 
 
+# The reference code's CIFAR-10 normalization constants (src/dataset/__init__.py).
+CIFAR10_STATISTICS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
+
+def reference_split(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of the reference code's CIFAR split: torch's random_split of
+    the official training set into int(0.8 N) and the rest, by a generator seeded 1. Train index
+    i is then the reference's train subset's example i."""
+    import torch
+
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(1)).numpy()
+    return order[: int(size * 0.8)], order[int(size * 0.8) :]
+
+
 def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
-    """The official train and test sets of a torchvision CIFAR class, as train and validation.
+    """The official training set of a torchvision CIFAR class, split 80/20 into train and
+    validation as the reference code splits it (`reference_split`); the official test set stays
+    untouched (its files must be there, as in the release, but are not read).
 
     Images stay uint8 [N, 3, 32, 32] in memory; a batch is float32, standardized by the
-    channel mean and std of the training images.
+    reference's fixed constants (CIFAR-10) or the channel mean and std of the training images
+    (CIFAR-100, which the reference has no experiment on).
     """
     layout = cifar_layout(cifar_class)
     root = data_dir(run, name, layout)
@@ -116,7 +132,7 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
     reader = without_md5(cifar_class)
     # A malformed pickle fails in many ways; torchvision itself raises RuntimeError.
     try:
-        train, test = [reader(root, train=split, download=False) for split in (True, False)]
+        official_train = reader(root, train=True, download=False)
     except (
         pickle.UnpicklingError,
         EOFError,
@@ -128,8 +144,10 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
         raise DataLayoutError(
             f"{name}: cannot read {root / folder} ({error!r}); expected {layout}"
         ) from error
-    splits = [cifar_arrays(dataset, name, num_classes, root) for dataset in (train, test)]
-    standardize = ImageStandardizer(*channel_statistics(splits[0][0]))
+    images, labels = cifar_arrays(official_train, name, num_classes, root)
+    train, validation = reference_split(len(labels))
+    statistics = CIFAR10_STATISTICS if name == "cifar10" else channel_statistics(images[train])
+    standardize = ImageStandardizer(*statistics)
     provenance = {
         "data_dir": str(root.resolve()),
         "official_release": is_official_release(root, cifar_class),
@@ -137,8 +155,8 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
     return Task(
         name,
         "classification",
-        numpy_examples(*splits[0], standardize),
-        numpy_examples(*splits[1], standardize),
+        numpy_examples(images[train], labels[train], standardize),
+        numpy_examples(images[validation], labels[validation], standardize),
         num_classes,
         (3, 32, 32),
         provenance=provenance,
@@ -156,7 +174,8 @@ def cifar_arrays(dataset, name: str, num_classes: int, root: Path):
 
 
 def load_cifar10(run: dict) -> Task:
-    """CIFAR-10 in torchvision's python format under `data_dir`: 50 000 train, 10 000 test."""
+    """CIFAR-10 in torchvision's python format under `data_dir`: of its 50 000 training
+    images, 40 000 train and 10 000 validate."""
     from torchvision.datasets import CIFAR10
 
     return load_cifar(run, "cifar10", CIFAR10, num_classes=10)
@@ -176,11 +195,12 @@ IMAGENET_LAYOUT = (
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def image_folder(folder: Path, transform):
+def image_folder(folder: Path):
+    """PIL images and class indices of an ImageFolder tree (transformed by DatasetExamples)."""
     from torchvision.datasets import ImageFolder
 
     try:
-        return ImageFolder(folder, transform=transform)
+        return ImageFolder(folder)
     except OSError as error:  # no class folder, or a class folder without images
         raise DataLayoutError(
             f"imagenet: {folder} is not an image folder ({error}); expected {IMAGENET_LAYOUT}"
@@ -190,33 +210,31 @@ def image_folder(folder: Path, transform):
 def load_imagenet(run: dict) -> Task:
     """ImageNet (ILSVRC-2012) as ImageFolder trees under `data_dir`, read from disk on demand.
 
-    The transform is deterministic (resize 256, center crop 224, ImageNet mean/std), so a
-    minibatch is a function of its indices alone. Inputs float32 [B, 3, 224, 224].
+    Unaugmented images (validation always, training with `augment: none`) are resized to 256 and
+    center-cropped to 224, so a minibatch is a function of its indices alone; `augment:
+    standard` random-resized-crops and flips training images instead (augment.py). Then the
+    ImageNet mean/std. Inputs float32 [B, 3, 224, 224].
     """
     from torchvision import transforms
 
     root = data_dir(run, "imagenet", IMAGENET_LAYOUT)
     require("imagenet", root, ["train", "val"], IMAGENET_LAYOUT)
-    transform = transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    train, val = image_folder(root / "train", transform), image_folder(root / "val", transform)
+    train, val = image_folder(root / "train"), image_folder(root / "val")
     if train.classes != val.classes:  # else a label would mean different classes in the two
         raise DataLayoutError(
             f"imagenet: {root / 'val'} and {root / 'train'} have different class folders "
             f"(expected {IMAGENET_LAYOUT})"
         )
+    plain = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
+    finish = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
     provenance = {"data_dir": str(root.resolve()), "train_images": len(train)}
     return Task(
         "imagenet",
         "classification",
-        DatasetExamples(train),
-        DatasetExamples(val),
+        DatasetExamples(train, plain, finish),
+        DatasetExamples(val, plain, finish),
         len(train.classes),
         (3, 224, 224),
         provenance=provenance,
@@ -338,13 +356,16 @@ def mask_labels(path: Path) -> np.ndarray:
     return labels
 
 
-def tiles(array: np.ndarray, size: int) -> np.ndarray:
-    """The non-overlapping size x size tiles of a [C, H, W] array, row by row: [N, C, size,
-    size]. Partial tiles at the right and bottom borders are dropped."""
-    channels, height, width = array.shape
-    rows, cols = height // size, width // size
-    grid = array[:, : rows * size, : cols * size].reshape(channels, rows, size, cols, size)
-    return grid.transpose(1, 3, 0, 2, 4).reshape(rows * cols, channels, size, size)
+def tiles(array: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
+    """The size x size tiles of a [C, H, W] array whose corners lie `stride` pixels apart
+    (default `size`: non-overlapping), row by row: [N, C, size, size]. Tiles that would cross
+    the right or bottom border are dropped."""
+    channels = array.shape[0]
+    if min(array.shape[1:]) < size:
+        return np.empty((0, channels, size, size), dtype=array.dtype)
+    windows = np.lib.stride_tricks.sliding_window_view(array, (size, size), axis=(1, 2))
+    windows = windows[:, :: stride or size, :: stride or size]  # [C, rows, cols, size, size]
+    return windows.transpose(1, 2, 0, 3, 4).reshape(-1, channels, size, size)
 
 
 def vaihingen_masks(root: Path) -> dict[int, Path]:
@@ -360,7 +381,7 @@ def vaihingen_masks(root: Path) -> dict[int, Path]:
     return masks
 
 
-def area_tiles(mask_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+def area_tiles(mask_path: Path, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 image tiles [N, 3, size, size] and label tiles [N, size, size] of one area."""
     image_path = mask_path.parents[1] / "top" / mask_path.name
     image, labels = read_rgb_tif(image_path), mask_labels(mask_path)
@@ -369,34 +390,75 @@ def area_tiles(mask_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
             f"vaihingen: {image_path} is {image.shape[:2]} pixels, but its ground truth "
             f"{mask_path} is {labels.shape}"
         )
-    return tiles(image.transpose(2, 0, 1), size), tiles(labels[None], size)[:, 0]
+    return tiles(image.transpose(2, 0, 1), size, stride), tiles(labels[None], size, stride)[:, 0]
+
+
+# The reference code's split of the 16 areas with public ground truth (main_segmentation.py).
+VAIHINGEN_TRAIN_AREAS = (1, 3, 5, 7, 11, 13, 15, 17, 21, 23, 26)
+VAIHINGEN_VALIDATION_AREAS = (28, 30, 32, 34, 37)
+
+
+def vaihingen_split(root: Path, size: int, stride: int, areas, masks: dict[int, Path], split):
+    """uint8 image tiles and label tiles of the `areas` that have a mask, pooled in area order."""
+    found = [area for area in areas if area in masks]
+    if not found:
+        raise DataLayoutError(
+            f"vaihingen: {root / 'gts_for_participants'} has none of the {split} areas "
+            f"{list(areas)} (expected {VAIHINGEN_LAYOUT})"
+        )
+    per_area = [area_tiles(masks[area], size, stride) for area in found]
+    images, labels = (np.concatenate(arrays) for arrays in zip(*per_area))
+    if len(images) == 0:
+        raise DataLayoutError(
+            f"vaihingen: no {split} area under {root} is at least `tile` = {size} pixels wide "
+            "and high"
+        )
+    return found, images, labels
 
 
 def load_vaihingen(run: dict) -> Task:
     """ISPRS Vaihingen 2D semantic labeling: 6 classes per pixel, from IRRG orthophotos.
 
-    Every area with a ground-truth mask is cut into non-overlapping tiles of `tile` pixels (run
-    key `tile`, default 256), partial tiles at the borders dropped, as the paper's segmentation
-    code tiled the areas into fixed-size patches. Our choice: the tiles of all areas are pooled
-    and split into train and validation by `split_indices`, the benchmark's test areas having no
-    public ground truth. Tiles stay uint8 in memory; a batch is float32 [B, 3, tile, tile],
-    standardized by the channel mean and std of the training tiles; targets int64.
+    Train on the reference code's train areas, validate on its validation areas (those of them
+    that are there; a missing one is named on stderr). Every area is cut into tiles of `tile`
+    pixels (run key `tile`, default 256) whose corners lie `tile_stride` pixels apart (training
+    areas; default `tile`: non-overlapping; validation areas always non-overlapping), tiles that
+    would cross a border dropped. The tiles are the examples, addressed by index; the reference
+    draws 10 000 random windows an epoch instead, about as many as a stride of 64 cuts.
+    Tiles stay uint8 in memory; a batch is float32 [B, 3, tile, tile], standardized by the
+    channel mean and std of the training tiles; targets int64.
     """
     size = positive_int(run, "tile", "vaihingen", default=256)
     root = data_dir(run, "vaihingen", VAIHINGEN_LAYOUT)
     require("vaihingen", root, ["top", "gts_for_participants"], VAIHINGEN_LAYOUT)
     masks = vaihingen_masks(root)
-    per_area = [area_tiles(mask_path, size) for mask_path in masks.values()]
-    images, labels = (np.concatenate(arrays) for arrays in zip(*per_area))
-    if len(images) == 0:
-        raise DataLayoutError(
-            f"vaihingen: no area under {root} is at least `tile` = {size} pixels wide and high"
-        )
-    train, _ = split_indices(len(images))
-    standardize = ImageStandardizer(*channel_statistics(images[train]))
-    provenance = {"data_dir": str(root.resolve()), "areas": list(masks), "tile": size}
-    return in_memory_task(
-        "vaihingen", "segmentation", images, labels, len(VAIHINGEN_COLOURS), standardize, provenance
+    listed = (*VAIHINGEN_TRAIN_AREAS, *VAIHINGEN_VALIDATION_AREAS)
+    missing = [area for area in listed if area not in masks]
+    if missing:
+        print(f"vaihingen: {root} lacks the reference's areas {missing}", file=sys.stderr)
+    stride = run.get("tile_stride") or size  # the schema's null: non-overlapping
+    train_areas, train_images, train_labels = vaihingen_split(
+        root, size, stride, VAIHINGEN_TRAIN_AREAS, masks, "train"
+    )
+    validation_areas, validation_images, validation_labels = vaihingen_split(
+        root, size, size, VAIHINGEN_VALIDATION_AREAS, masks, "validation"
+    )
+    standardize = ImageStandardizer(*channel_statistics(train_images))
+    provenance = {
+        "data_dir": str(root.resolve()),
+        "train_areas": train_areas,
+        "validation_areas": validation_areas,
+        "tile": size,
+        "tile_stride": stride,
+    }
+    return Task(
+        "vaihingen",
+        "segmentation",
+        numpy_examples(train_images, train_labels, standardize),
+        numpy_examples(validation_images, validation_labels, standardize),
+        len(VAIHINGEN_COLOURS),
+        (3, size, size),
+        provenance=provenance,
     )
 
 
