@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import slurm
 import yaml
@@ -115,8 +117,6 @@ def default_run(tmp_path_factory):
 
 def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
     """A copy of a trajectory with bytes flipped inside one checkpoint's weights."""
-    import h5py
-
     copy.write_bytes(trajectory.read_bytes())
     with h5py.File(copy, "r") as f:
         chunk = f["checkpoints/weights"].id.get_chunk_info(checkpoint)
@@ -124,6 +124,29 @@ def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
     data[chunk.byte_offset + 8 : chunk.byte_offset + 12] = b"\xff\xff\xff\xff"
     copy.write_bytes(bytes(data))
     return copy
+
+
+def hdf5_contents(path: Path) -> dict:
+    """Every dataset and attribute of an HDF5 file, but the creation time."""
+    found = {}
+    with h5py.File(path) as f:
+        found.update({f"@{k}": v for k, v in f.attrs.items() if k != "created"})
+        f.visititems(
+            lambda name, obj: (
+                found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return found
+
+
+def assert_same_contents(first: dict, second: dict) -> None:
+    assert first.keys() == second.keys()
+    for key in first:
+        a, b = first[key], second[key]
+        if isinstance(a, np.ndarray) and a.dtype == object:  # variable-length rows
+            assert all(np.array_equal(x, y) for x, y in zip(a, b)), key
+        else:
+            assert np.array_equal(a, b), key
 
 
 @dataclass(frozen=True)

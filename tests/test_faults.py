@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
-from conftest import SCHEMA, TINY_BASE, Workflow
+from conftest import SCHEMA, TINY_BASE, Workflow, assert_same_contents, hdf5_contents
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.trajectory import partial_path
@@ -63,29 +62,6 @@ OPTIMIZER_AT = {
 RESUMED_AT = {"inside_epoch": 50, "after_checkpoint": 50, "during_checkpoint_write": 40}
 
 
-def _contents(path: Path) -> dict:
-    """Every dataset and attribute of an HDF5 file, but the creation time."""
-    found = {}
-    with h5py.File(path) as f:
-        found.update({f"@{k}": v for k, v in f.attrs.items() if k != "created"})
-        f.visititems(
-            lambda name, obj: (
-                found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
-    return found
-
-
-def _assert_same(first: dict, second: dict) -> None:
-    assert first.keys() == second.keys()
-    for key in first:
-        a, b = first[key], second[key]
-        if isinstance(a, np.ndarray) and a.dtype == object:  # variable-length rows
-            assert all(np.array_equal(x, y) for x, y in zip(a, b)), key
-        else:
-            assert np.array_equal(a, b), key
-
-
 @pytest.mark.parametrize("point", list(OPTIMIZER_AT))
 def test_killed_train_job_resumes_to_the_same_trajectory(tmp_path, point):
     config = {
@@ -128,7 +104,7 @@ def test_killed_train_job_resumes_to_the_same_trajectory(tmp_path, point):
     flow.snakemake(target)
     log = (flow.root / "results/logs/train/base.log").read_text()
     assert f"resuming from the checkpoint at step {RESUMED_AT[point]}" in log
-    _assert_same(_contents(trajectory), _contents(reference))
+    assert_same_contents(hdf5_contents(trajectory), hdf5_contents(reference))
 
 
 def test_diverged_run_fails_its_measure_alone(tmp_path):

@@ -1,5 +1,7 @@
 """The trajectory file as DESIGN section 4 describes it, read with h5py alone."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -7,6 +9,8 @@ import torch
 from conftest import corrupted_copy
 
 from nowrongturns.data import load_task
+from nowrongturns.dense import replay_segments
+from nowrongturns.geometry import measure
 from nowrongturns.models import build_model
 from nowrongturns.train import checkpoint_steps
 from nowrongturns.trajectory import TrajectoryError, TrajectoryReader, load_flat
@@ -16,15 +20,17 @@ def test_every_design_dataset_and_attribute(trained):
     run, trajectory, _ = trained()
     with h5py.File(trajectory, "r") as f:
         attrs = f.attrs
-        assert attrs["format"] == "nowrongturns-trajectory" and attrs["format_version"] == 1
+        assert attrs["format"] == "nowrongturns-trajectory" and attrs["format_version"] == 2
         assert attrs["status"] == "complete"
         for key in ("config", "param_count", "torch_version", "device", "created"):
             assert key in attrs
+        assert (attrs["world_size"], attrs["precision"]) == (1, "fp32")
         for name in ("names", "shapes", "offsets"):
             assert name in f["params"]
         total_steps = 44  # 1437 training images // 32 per batch
-        for column in ("step", "epoch", "loss", "lr", "grad_norm", "update_norm"):
+        for column in ("step", "epoch", "loss", "lr", "grad_norm", "update_norm", "clip_factor"):
             assert f["steps"][column].shape == (total_steps,)
+        assert (f["steps/clip_factor"][:] == 1).all()  # no clipping
         assert f["steps/batch_indices"].shape == (total_steps, 32)
         steps = f["checkpoints/step"][:]
         assert steps.tolist() == [0, 1, 2, 10, 20, 30, 40, 44]
@@ -84,3 +90,23 @@ def test_incomplete_trajectory_is_refused(trained, tmp_path):
         f.attrs["status"] = "running"
     with pytest.raises(TrajectoryError, match="running.h5: status is 'running'"):
         TrajectoryReader(copy)
+
+
+VERSION_1 = Path(__file__).parent / "data/trajectory-v1.h5"
+
+
+def test_version_1_trajectory_still_opens_and_measures(tmp_path):
+    """A file written by the first wave's writer (tests/data/trajectory-v1.h5: digits, a 1-wide
+    CNN, 5 steps) reads as world size 1, fp32, no clipping, and is measured and replayed."""
+    with h5py.File(VERSION_1) as f:
+        assert f.attrs["format_version"] == 1 and "clip_factor" not in f["steps"]
+    with TrajectoryReader(VERSION_1) as traj:
+        assert (traj.world_size, traj.precision) == (1, "fp32")
+        assert (traj.steps("clip_factor") == 1).all()
+        assert traj.config["augment"] == "none" and traj.config["clip_grad_norm"] is None
+    table = measure(VERSION_1, tmp_path / "geometry.parquet", "v1", samples=1, full_batch=True,
+                    random_labels=True, device="cpu")  # fmt: skip
+    assert len(table) == 3 * 5  # 3 measured checkpoints x (train, update, sampled, full, random)
+    for segment in range(3):
+        replay_segments(VERSION_1, segment, segment, tmp_path / f"{segment}.parquet", "v1",
+                        device="cpu")  # fmt: skip

@@ -34,7 +34,7 @@ from .files import written
 from .geometry import geometry_table, gradient_stats
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector
-from .train import forward_backward, set_rng_states
+from .train import clip_gradients, forward_backward, set_rng_states
 from .trajectory import TrajectoryError, TrajectoryReader, flat_parameters, load_flat
 
 # Replayed weights may differ from the stored ones by this much (relative) on a GPU, where
@@ -99,11 +99,12 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
         for step, batch in zip(range(start, end), batches):
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
-            loss = forward_backward(model, optimizer, task, batch, lrs[step])
+            loss = forward_backward(model, optimizer, task, batch, lrs[step], step)
             gradient = torch.cat([p.grad.reshape(-1) for p in params])
             stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"])
             rows.append(torch.cat([loss.detach().double().reshape(1),
                                    (to_final64 @ to_final64).reshape(1), stats]))  # fmt: skip
+            clip_gradients(params, run["clip_grad_norm"])
             optimizer.step()
             if step + 1 in checkpoint_index:  # the end of a segment
                 reached = checkpoint_index[step + 1]

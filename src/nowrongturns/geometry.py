@@ -18,10 +18,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .augment import AUGMENT_FULL, AUGMENT_SAMPLED, AUGMENT_TRAIN, Draw
 from .data import RANDOM_LABELS, SAMPLED, load_task, seeded_generator
 from .files import written
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector
+from .train import clip_gradients
 from .trajectory import TrajectoryReader, load_flat
 
 COLUMNS = [
@@ -72,18 +74,23 @@ class GradientProbe:
         total_loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
         return total_loss, torch.cat([p.grad.reshape(-1) for p in self.params])
 
-    def minibatch(self, indices: torch.Tensor, shuffle: torch.Tensor | None = None):
-        """Gradient on one minibatch; `shuffle` permutes its targets across its examples."""
-        inputs, targets = self.task.batch(indices)
+    def minibatch(self, indices: torch.Tensor, draw: Draw, shuffle: torch.Tensor | None = None):
+        """Gradient on one minibatch, augmented as `draw` says; `shuffle` permutes its targets
+        across its examples."""
+        inputs, targets = self.task.batch(indices, draw=draw)
         if shuffle is not None:
             targets = targets[shuffle.to(targets.device)]
         return self.gradient([(inputs, targets, 1.0)])
 
     @torch.no_grad()
-    def update_direction(self, optimizer, optimizer_name: str, state, lr: float) -> torch.Tensor:
-        """d_t = (w_t - w_{t+1}) / lr_t for the gradients now in .grad: one optimizer step replayed
-        from the stored optimizer state, then undone. The float32 difference of two nearby
-        weights is exact, so d_t is the step the trajectory took, up to the step's own rounding."""
+    def update_direction(
+        self, optimizer, optimizer_name: str, state, lr: float, clip: float | None
+    ) -> torch.Tensor:
+        """d_t = (w_t - w_{t+1}) / lr_t for the gradients now in .grad: clipped as training
+        clipped them, then one optimizer step replayed from the stored optimizer state, then
+        undone. The float32 difference of two nearby weights is exact, so d_t is the step the
+        trajectory took, up to the step's own rounding."""
+        clip_gradients(self.params, clip)
         before = [p.clone() for p in self.params]
         load_state_vector(optimizer, optimizer_name, state)
         for group in optimizer.param_groups:
@@ -93,13 +100,18 @@ class GradientProbe:
         torch._foreach_copy_(self.params, before)
         return direction
 
-    def full_batch(self):
+    def full_batch(self, step: int):
+        """Gradient over the whole training set, each example augmented once, seeded by its
+        index and the checkpoint's step."""
         size = self.task.train_size
         chunks = [
             torch.arange(start, min(start + FULL_BATCH_CHUNK, size))
             for start in range(0, size, FULL_BATCH_CHUNK)
         ]
-        return self.gradient((*self.task.batch(chunk), len(chunk) / size) for chunk in chunks)
+        return self.gradient(
+            (*self.task.batch(chunk, draw=Draw(AUGMENT_FULL, (step,), chunk)), len(chunk) / size)
+            for chunk in chunks
+        )
 
 
 def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
@@ -147,19 +159,21 @@ def gradients_at(
 
     `update_direction`, where given, turns the train batch's gradient (still in the parameters'
     .grad) into the optimizer's own step direction (source `update`)."""
-    train_loss, train_gradient = probe.minibatch(batch)
+    # The train batch as training drew it; the shuffled-label gradient on the same inputs.
+    train_draw = Draw(AUGMENT_TRAIN, (step,))
+    train_loss, train_gradient = probe.minibatch(batch, train_draw)
     yield "train_batch", 0, (train_loss, train_gradient)
     if update_direction is not None:
         yield "update", 0, (train_loss, update_direction())
     sampler = seeded_generator(seed, SAMPLED, step)
     for sample in range(samples):
         indices = torch.randperm(probe.task.train_size, generator=sampler)[: len(batch)]
-        yield "sampled", sample, probe.minibatch(indices)
+        yield "sampled", sample, probe.minibatch(indices, Draw(AUGMENT_SAMPLED, (step, sample)))
     if full_batch:
-        yield "full_batch", 0, probe.full_batch()
+        yield "full_batch", 0, probe.full_batch(step)
     if random_labels:
         shuffle = torch.randperm(len(batch), generator=seeded_generator(seed, RANDOM_LABELS, step))
-        yield "random_labels", 0, probe.minibatch(batch, shuffle)
+        yield "random_labels", 0, probe.minibatch(batch, train_draw, shuffle)
 
 
 def measure(
@@ -207,7 +221,12 @@ def measure(
             update_direction = None
             if update:
                 update_direction = functools.partial(
-                    probe.update_direction, optimizer, run["optimizer"], optimizer_state, lrs[step]
+                    probe.update_direction,
+                    optimizer,
+                    run["optimizer"],
+                    optimizer_state,
+                    lrs[step],
+                    run["clip_grad_norm"],
                 )
             rows = []
             for source, sample, (loss, grad) in gradients_at(

@@ -75,10 +75,24 @@ def load_state_vector(optimizer: torch.optim.Optimizer, name: str, vector) -> No
         offset += size
 
 
-def lr_schedule(run: dict, total_steps: int) -> np.ndarray:
-    """The learning rate of every step 0..T-1 (float64), peaking at `lr`."""
+# lr_scaling rules: the factor f(B / B0) that a run of batch B applies to an lr given for B0.
+LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
+
+
+def peak_lr(run: dict) -> float:
+    """The run's `lr`, given for `lr_scaling.reference_batch_size` B0, scaled to its batch size B
+    by the rule of `lr_scaling`: lr * B / B0 (linear), lr * sqrt(B / B0) (sqrt), or lr (none)."""
+    scaling = run["lr_scaling"]
+    return run["lr"] * LR_SCALING[scaling["rule"]](
+        run["batch_size"] / scaling["reference_batch_size"]
+    )
+
+
+def lr_schedule(run: dict, total_steps: int, peak: float | None = None) -> np.ndarray:
+    """The learning rate of every step 0..T-1 (float64), peaking at `peak` (default
+    `peak_lr(run)`)."""
     steps = np.arange(total_steps, dtype=np.float64)
-    peak, name = run["lr"], run["schedule"]
+    peak, name = peak_lr(run) if peak is None else peak, run["schedule"]
     if name == "constant":
         return np.full(total_steps, peak)
     if name == "step":

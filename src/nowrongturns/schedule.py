@@ -28,7 +28,7 @@ import pandas as pd
 
 from .bound import bound_table, guarantee
 from .files import written
-from .optim import lr_schedule
+from .optim import lr_schedule, peak_lr
 from .schedule_fit import FAMILIES, choose, fit_families, schedule_curve
 from .trajectory import TrajectoryReader
 
@@ -130,9 +130,9 @@ def derive_schedule(
 
     progress = np.arange(total_steps) / total_steps
     derived = schedule_curve(chosen["family"], chosen["params"], progress)
-    peak_lr = chosen["params"]["peak"] if peak == "fitted" else run["lr"]
-    derived *= peak_lr / derived.max()
-    cosine = lr_schedule({**run, "schedule": "warmup_cosine", "lr": peak_lr}, total_steps)
+    derived_peak = chosen["params"]["peak"] if peak == "fitted" else peak_lr(run)
+    derived *= derived_peak / derived.max()
+    cosine = lr_schedule({**run, "schedule": "warmup_cosine"}, total_steps, peak=derived_peak)
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -147,13 +147,13 @@ def derive_schedule(
         "fit_quality": {key: chosen[key] for key in ("rmse_log10", "r2_log", "bic")},
         "families": fitted["families"],
         "peak": peak,
-        "peak_lr": peak_lr,
+        "peak_lr": derived_peak,
         "bound": promise,
         # What the closed loop's `{run}--derived` trains on with `schedule: file`, at t/T.
         "progress": progress.tolist(),
         "lr": derived.tolist(),
     }
-    baseline = {"format": FORMAT, "run": name, "family": "warmup_cosine", "peak_lr": peak_lr}
+    baseline = {"format": FORMAT, "run": name, "family": "warmup_cosine", "peak_lr": derived_peak}
     for path, frame in ((out_csv, schedule), (out_bound, bound)):
         with written(path) as tmp:
             frame.to_csv(tmp, index=False)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .augment import AUGMENT_TRAIN, Draw
 from .data import epoch_order, load_task
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector, lr_schedule, state_size, state_vector
@@ -43,15 +44,27 @@ def minibatches(seed: int, train_size: int, batch_size: int, start: int, total_s
         yield step, order[position * batch_size : (position + 1) * batch_size]
 
 
-def forward_backward(model, optimizer, task, indices: torch.Tensor, lr: float) -> torch.Tensor:
-    """Set the learning rate, then the loss on one minibatch and its gradient, ready to step."""
+def forward_backward(
+    model, optimizer, task, indices: torch.Tensor, lr: float, step: int
+) -> torch.Tensor:
+    """Set the learning rate, then the loss on step `step`'s minibatch (augmented as that step's
+    draw) and its gradient, ready to clip and step."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    inputs, targets = task.batch(indices)
+    inputs, targets = task.batch(indices, draw=Draw(AUGMENT_TRAIN, (step,)))
     loss = task.loss(model(inputs), targets)
     optimizer.zero_grad()
     loss.backward()
     return loss
+
+
+def clip_gradients(params: list, max_norm: float | None) -> torch.Tensor | None:
+    """Clip the gradients in .grad to global norm `max_norm` (clip_grad_norm_) and return the
+    factor applied, min(1, max_norm / (norm + 1e-6)) as torch computes it; None: no clipping."""
+    if max_norm is None:
+        return None
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.clamp(max_norm / (norm + 1e-6), max=1.0)
 
 
 def rng_states(device: torch.device) -> dict[str, np.ndarray]:
@@ -90,6 +103,7 @@ class Recorder:
         # steps goes to the host. A step costs a handful of small ops, whatever the model.
         self.params = params
         self.tensor_norms = torch.zeros(total_steps, 2, len(params), device=device)
+        self.clip_factors = torch.ones(total_steps, device=device)
         self.previous = [torch.empty_like(p) for p in params]
         self.batches = np.zeros((total_steps, batch_size), dtype=np.int64)
         self.flushed = start  # steps before this one are in the file
@@ -97,16 +111,20 @@ class Recorder:
         self.pending = None
 
     @torch.no_grad()
-    def before_step(self) -> None:
+    def before_step(self, step: int) -> None:
+        """Record the gradient's norms (before any clipping) and the weights before the step."""
+        grad_norms = torch._foreach_norm([p.grad for p in self.params])
+        torch.stack(grad_norms, out=self.tensor_norms[step, 0])
         torch._foreach_copy_(self.previous, self.params)
 
     @torch.no_grad()
-    def after_step(self, step: int, loss: torch.Tensor) -> None:
-        """Record the step just taken: its loss, gradient norms and update norms."""
+    def after_step(self, step: int, loss: torch.Tensor, clip_factor: torch.Tensor | None) -> None:
+        """Record the step just taken: its loss, clip factor and update norms."""
         self.losses[step] = loss
+        if clip_factor is not None:
+            self.clip_factors[step] = clip_factor
         torch._foreach_sub_(self.previous, self.params)
-        norms = torch._foreach_norm([p.grad for p in self.params] + self.previous)
-        torch.stack(norms, out=self.tensor_norms[step].view(-1))
+        torch.stack(torch._foreach_norm(self.previous), out=self.tensor_norms[step, 1])
 
     def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         rows, steps = slice(start, stop), np.arange(start, stop)
@@ -117,6 +135,7 @@ class Recorder:
             "lr": self.lrs[rows],
             "grad_norm": _total_norms(self.tensor_norms[rows, 0]),
             "update_norm": _total_norms(self.tensor_norms[rows, 1]),
+            "clip_factor": self.clip_factors[rows].cpu().numpy(),
             "batch_indices": self.batches[rows],
         }
 
@@ -216,10 +235,11 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
                 if diverged is not None:
                     break
             recorder.batches[step] = indices.numpy()
-            loss = forward_backward(model, optimizer, task, indices, lrs[step])
-            recorder.before_step()
+            loss = forward_backward(model, optimizer, task, indices, lrs[step], step)
+            recorder.before_step(step)
+            clip_factor = clip_gradients(params, run["clip_grad_norm"])
             optimizer.step()
-            recorder.after_step(step, loss.detach())
+            recorder.after_step(step, loss.detach(), clip_factor)
         else:
             if not (resumed and start == total_steps):  # killed after its last checkpoint
                 diverged = save_checkpoint(total_steps)

@@ -19,15 +19,27 @@ import torch
 from torch import nn
 
 FORMAT = "nowrongturns-trajectory"
-FORMAT_VERSION = 1
+# Version 2 (DESIGN section 8) adds the attributes world_size and precision and the step column
+# clip_factor; version-1 files still open, read as world size 1, fp32, no clipping.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 STEP_COLUMNS = {
     "step": np.int64,
     "epoch": np.int64,
     "loss": np.float32,
     "lr": np.float64,
-    "grad_norm": np.float32,
+    "grad_norm": np.float32,  # of the minibatch gradient, before any clipping
     "update_norm": np.float32,
+    "clip_factor": np.float32,  # what clipping multiplied the gradient by (1: not clipped)
 }
+# The run keys of the second wave, as a version-1 trajectory (made before they existed) ran.
+VERSION_1_DEFAULTS = {
+    "augment": "none",
+    "clip_grad_norm": None,
+    "lr_scaling": {"rule": "none", "reference_batch_size": 64},
+    "width_multiplier": 1,
+}
+VERSION_1_ATTRIBUTES = {"world_size": 1, "precision": "fp32"}
 
 
 class TrajectoryError(RuntimeError):
@@ -97,6 +109,8 @@ class TrajectoryWriter:
         batch_size: int,
         device: str,
         data_provenance: dict | None = None,
+        world_size: int = 1,
+        precision: str = "fp32",
     ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +119,8 @@ class TrajectoryWriter:
             "torch_version": str(torch.__version__),  # a str subclass h5py cannot store
             "device": device,
             "data_provenance": json.dumps(data_provenance or {}, sort_keys=True),
+            "world_size": world_size,
+            "precision": precision,
         }
         self.file = self._reopen(identity)
         if self.file is None:
@@ -257,10 +273,12 @@ class TrajectoryReader:
         except OSError as error:
             raise TrajectoryError(f"{self.path}: cannot open as HDF5 ({error})") from error
         attrs = self.file.attrs
-        if attrs.get("format") != FORMAT or attrs.get("format_version") != FORMAT_VERSION:
+        self.format_version = attrs.get("format_version")
+        if attrs.get("format") != FORMAT or self.format_version not in READABLE_VERSIONS:
             raise TrajectoryError(
-                f"{self.path}: not a {FORMAT} file of version {FORMAT_VERSION} "
-                f"(format={attrs.get('format')!r}, format_version={attrs.get('format_version')!r})"
+                f"{self.path}: not a {FORMAT} file of a version this package reads "
+                f"{READABLE_VERSIONS} (format={attrs.get('format')!r}, "
+                f"format_version={self.format_version!r})"
             )
         if require_complete and attrs["status"] == "diverged":
             raise TrajectoryError(
@@ -270,6 +288,10 @@ class TrajectoryReader:
         if require_complete and attrs["status"] != "complete":
             raise TrajectoryError(f"{self.path}: status is {attrs['status']!r}, not 'complete'")
         self.config = json.loads(attrs["config"])
+        if self.format_version == 1:
+            self.config = {**VERSION_1_DEFAULTS, **self.config}
+        self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
+        self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
         self.param_count = int(attrs["param_count"])
         self.checkpoint_steps = self.file["checkpoints/step"][:]
         self.total_steps = int(self.checkpoint_steps[-1])
@@ -303,6 +325,8 @@ class TrajectoryReader:
         return {name: self._row(f"rng/{name}", index) for name in self.file["checkpoints/rng"]}
 
     def steps(self, column: str) -> np.ndarray:
+        if column == "clip_factor" and column not in self.file["steps"]:  # version 1
+            return np.ones(len(self.file["steps/step"]), dtype=np.float32)
         return self.file["steps"][column][:]
 
     def batch_indices(self, steps: int | slice) -> np.ndarray:
