@@ -51,7 +51,7 @@ CASES = {
     # Ratio (b) depends on how many gradients measurement takes per training step, K(s+1)/T: 1.08
     # at the default cadence, made for small runs; about 0.09 at the cadence of configs/paper-*.
     "digits-sparse": (
-        "digits cnn, 100 epochs, checkpoints as in configs/paper-cifar10-resnet18.yaml",
+        "digits cnn, 100 epochs, checkpoints at 0-9, then every 200th (the first wave's presets)",
         {"epochs": 100, "checkpoint": {"dense_first": 10, "every": 200}},
     ),
     # ResNet-20 (depth 3) costs 0.7 s a gradient here: one repeat would take 6 minutes.
