@@ -51,7 +51,7 @@ def bare_training(run: dict) -> None:
     for step, indices in minibatches(
         run["seed"], task.train_size, run["batch_size"], 0, total_steps
     ):
-        forward_backward(model, optimizer, task, indices, lrs[step])
+        forward_backward(model, optimizer, task, indices, lrs[step], step)
         optimizer.step()
     evaluate(model, task)  # the train stage ends so too, recording or not
 

@@ -28,13 +28,12 @@ import torch
 from nowrongturns.data import SAMPLED, load_task, seeded_generator
 from nowrongturns.models import build_model, resolve_device
 from nowrongturns.optim import build_optimizer, lr_schedule
+from nowrongturns.recorder import rng_states, set_rng_states
 from nowrongturns.train import (
     checkpoint_steps,
     evaluate,
     forward_backward,
     minibatches,
-    rng_states,
-    set_rng_states,
 )
 from nowrongturns.trajectory import flat_parameters
 
@@ -55,7 +54,7 @@ def first_pass(run: dict, device: torch.device) -> torch.Tensor:
     task, model, optimizer, total_steps, lrs = _start(run, device)
     steps = minibatches(run["seed"], task.train_size, run["batch_size"], 0, total_steps)
     for step, indices in steps:
-        forward_backward(model, optimizer, task, indices, lrs[step])
+        forward_backward(model, optimizer, task, indices, lrs[step], step)
         optimizer.step()
     evaluate(model, task)
     return flat_parameters(model).clone()
@@ -116,7 +115,7 @@ def two_pass_checkpoints(run: dict, samples: int, device: str = "cpu") -> pd.Dat
                 )
                 rows.append({"step": step, "source": "sampled", "sample": sample, **values})
             set_rng_states(training_rng, device)
-        loss = forward_backward(model, optimizer, task, indices, lrs[step])
+        loss = forward_backward(model, optimizer, task, indices, lrs[step], step)
         if step in logged:
             values = logged_values(loss, _gradient(params), weights, to_final, dist, weight_decay)
             rows.append({"step": step, "source": "train_batch", "sample": 0, **values})
@@ -138,7 +137,7 @@ def two_pass_dense(run: dict, device: str = "cpu") -> pd.DataFrame:
         weights = flat_parameters(model)
         to_final = weights - w_star
         dist = to_final.norm().item()
-        loss = forward_backward(model, optimizer, task, indices, lrs[step])
+        loss = forward_backward(model, optimizer, task, indices, lrs[step], step)
         values = logged_values(loss, _gradient(params), weights, to_final, dist, weight_decay)
         rows.append({"step": step, "lr": lrs[step], **values})
         optimizer.step()

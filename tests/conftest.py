@@ -57,6 +57,32 @@ TINY_WORKFLOW_CONFIG = {
 }
 
 
+# A sitecustomize module (on PYTHONPATH) that SIGKILLs its process inside the Nth call of
+# Task.batch (NWT_TEST_KILL_AT_BATCH=N: a step inside an epoch), in any process, or only in the
+# torchrun rank NWT_TEST_KILL_RANK where that is set.
+KILL_AT_BATCH_HOOK = """
+import os, signal
+at = int(os.environ.get("NWT_TEST_KILL_AT_BATCH", "0"))
+rank = os.environ.get("NWT_TEST_KILL_RANK")
+if at and rank in (None, os.environ.get("RANK")):
+    from nowrongturns import data
+    batch, calls = data.Task.batch, [0]
+    def counting_batch(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return batch(self, *args, **kwargs)
+    data.Task.batch = counting_batch
+"""
+
+
+def kill_hooks(folder: Path) -> Path:
+    """A folder holding KILL_AT_BATCH_HOOK as sitecustomize.py, for PYTHONPATH."""
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(KILL_AT_BATCH_HOOK)
+    return folder
+
+
 def tiny_run(**changes) -> dict:
     run = copy.deepcopy(TINY_RUN)
     run.update(changes)

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_contents, hdf5_contents, tiny_run
+from conftest import assert_same_contents, hdf5_contents, kill_hooks, tiny_run
 from fake_cifar10 import write_cifar10
 
 from nowrongturns.augment import AUGMENT_TRAIN, Draw, RandomCrop, counter_uniforms
@@ -25,21 +25,6 @@ from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
 from nowrongturns.geometry import measure
 from nowrongturns.optim import lr_schedule, peak_lr
 from nowrongturns.train import train
-
-# Kills `nwt train` with SIGKILL inside its Nth call of Task.batch (a step inside an epoch).
-KILL_AT_BATCH = """
-import os, signal, sys
-at = int(os.environ.get("NWT_TEST_KILL_AT_BATCH", "0"))
-if at and sys.argv[0].endswith("nwt"):
-    from nowrongturns import data
-    batch, calls = data.Task.batch, [0]
-    def counting_batch(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return batch(self, *args, **kwargs)
-    data.Task.batch = counting_batch
-"""
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +117,7 @@ def test_augmented_run_killed_mid_epoch_resumes_to_the_same_trajectory(task, cif
     run = augmented_run(task, cifar_dir, optimizer="momentum")
     reference, killed = tmp_path / "reference.h5", tmp_path / "killed.h5"
     assert nwt_train(run, reference).returncode == 0
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(KILL_AT_BATCH)
+    hooks = kill_hooks(tmp_path / "hooks")
     steps_per_epoch = {"cifar10": 10, "digits": 22}[task]
     kill_at = steps_per_epoch + 3  # inside the second epoch, after checkpoint steps_per_epoch
     env = {**os.environ, "PYTHONPATH": str(hooks), "NWT_TEST_KILL_AT_BATCH": str(kill_at)}

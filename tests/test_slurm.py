@@ -2,9 +2,11 @@
 workflow/profiles/slurm`, and what that profile asks Slurm for."""
 
 import re
+import shutil
 
+import h5py
 import pytest
-from conftest import TINY_BASE, Workflow
+from conftest import REPO, TINY_BASE, Workflow
 
 # One run in dense mode, three segments (checkpoints 0, 1, 22, 44; the schedule fit needs three
 # measured), each replayed in a job of its own: nine jobs, each its own Slurm job. (The closed
@@ -103,6 +105,50 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         else:
             assert job.resources.get("gpu", "0") == "0", job
             assert "gpu_model" not in job.resources, job
+
+
+def test_dry_run_of_a_ddp_preset_asks_one_job_for_its_gpus_and_launches_its_processes(tmp_path):
+    """train.processes: 4 on a paper preset: one Slurm job of 4 GPUs per training, which torchrun
+    starts as 4 processes of the preset's 4 threads each."""
+    flow = Workflow(tmp_path, {})
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    flow.write_config("ddp.yaml", {"train": {"processes": 4}})
+    output = flow.snakemake(
+        "--dry-run", "--profile", "workflow/profiles/slurm", "--configfile",
+        "configs/paper-cifar10-resnet18.yaml", "ddp.yaml", "--replace-workflow-config",
+        cores=None,
+    ).stdout  # fmt: skip
+    trainings = [block for block in re.split(r"\n(?=rule \w+:)", output)
+                 if block.startswith(("rule train:", "rule retrain:"))]  # fmt: skip
+    assert len(trainings) == 13  # 11 runs and the closed loop's 2
+    for block in trainings:
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
+        assert resources["gpu"] == "4", block
+        command = re.search(r"Shell command: (.*)", block)[1]
+        assert command.startswith(
+            "torchrun --standalone --nnodes 1 --nproc-per-node 4 -m nowrongturns -- train "
+        ), command
+        assert "--threads 4 " in command
+
+
+def test_ddp_training_job_runs_through_slurm(slurm_cluster, tmp_path):
+    """One training of 2 gloo processes on the CPU, submitted through the profile as one Slurm
+    job of 2 CPUs and no GPU."""
+    config = {
+        "base": TINY_BASE,
+        "train": {"processes": 2, "device": "cpu"},
+        "resources": {"train": {"gpu": 0}},
+    }
+    flow = Workflow(tmp_path, config)
+    target = "results/runs/base/trajectory.h5"
+    result = flow.snakemake(*ON_SLURM, target, cores=None, timeout=CLUSTER_RUN_SECONDS)
+    [job] = slurm_cluster.jobs(_slurm_run_id(result.stderr))
+    assert (job.comment, job.state) == ("rule_train_wildcards_base", "COMPLETED")
+    assert "cpu=2" in job.alloc_tres and "gres/gpu" not in job.alloc_tres, job
+    with h5py.File(flow.root / target) as f:
+        assert (f.attrs["world_size"], f.attrs["status"]) == (2, "complete")
+    log = (flow.root / "results/logs/train/base.log").read_text()
+    assert "base (rank 0)" in log and "base (rank 1)" in log
 
 
 def test_every_job_of_a_run_goes_through_slurm_to_its_outputs(cluster_run):

@@ -20,11 +20,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
 
+from .precision import PRECISIONS
 from .schedule_fit import FAMILIES
 
 
@@ -37,6 +40,9 @@ def _set_threads(threads: int | None) -> None:
 
 def cmd_train(args) -> None:
     started = time.perf_counter()
+    # SIGTERM (scancel, torchrun stopping the other ranks when one dies) as an exception, so
+    # that the partial trajectory is closed whole and resumes.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     import torch
 
     from .config import load_config
@@ -44,13 +50,15 @@ def cmd_train(args) -> None:
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
-    train(load_config(args.run), args.out, device=args.device, run_name=run_name)
+    train(load_config(args.run), args.out, device=args.device, run_name=run_name,
+          data_workers=args.data_workers, precision=args.precision)  # fmt: skip
     # What the job cost, for sizing config `resources`: the train rule has no benchmark file
     # (Snakemake allows none beside its between-workflow cache).
     cost = f"{time.perf_counter() - started:.1f} s wall, peak memory {_peak_rss_mb():.0f} MB"
     if torch.cuda.is_initialized():
         cost += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
-    print(f"{run_name}: {cost}", file=sys.stderr)
+    rank = os.environ.get("RANK")  # under torchrun, each process's own
+    print(f"{run_name}{f' (rank {rank})' if rank else ''}: {cost}", file=sys.stderr)
 
 
 def _peak_rss_mb() -> float:
@@ -70,6 +78,8 @@ def cmd_measure(args) -> None:
         random_labels=args.random_labels,
         update=args.update,
         device=args.device,
+        data_workers=args.data_workers,
+        precision=args.precision,
     )
 
 
@@ -85,7 +95,8 @@ def cmd_replay(args) -> None:
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.trajectory).parent.name
     first, last = args.segments
-    replay_segments(args.trajectory, first, last, args.out, run_name, device=args.device)
+    replay_segments(args.trajectory, first, last, args.out, run_name, device=args.device,
+                    data_workers=args.data_workers)  # fmt: skip
 
 
 def cmd_gather_dense(args) -> None:
@@ -166,10 +177,15 @@ def cmd_claims(args) -> None:
     write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html)
 
 
-def _compute_options(stage: argparse.ArgumentParser) -> None:
-    """Where a stage that runs the model computes."""
+def _compute_options(stage: argparse.ArgumentParser, precision: str | None = None) -> None:
+    """Where a stage that runs the model computes, and how its data are loaded."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     stage.add_argument("--threads", type=int, help="torch CPU threads")
+    stage.add_argument(
+        "--data-workers", type=int, default=0, help="loader processes for data on disk (0: none)"
+    )
+    if precision:
+        stage.add_argument("--precision", default="fp32", choices=PRECISIONS, help=precision)
 
 
 CONFIG_HELP = (
@@ -201,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, help="trajectory.h5 to write")
     train.add_argument("--run-name", help="default: the name of the output's directory")
-    _compute_options(train)
+    _compute_options(train, "of the training compute (recorded in the trajectory)")
     train.set_defaults(func=cmd_train)
 
     measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
@@ -217,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="the optimizer's own step direction, replayed from its stored state",
     )
-    _compute_options(measure)
+    _compute_options(measure, "of the measured gradients (fp32: strict, no TF32)")
     measure.set_defaults(func=cmd_measure)
 
     segments = stages.add_parser(

@@ -74,14 +74,13 @@ class TensorExamples:
         return len(self.targets)
 
     def get(self, indices: torch.Tensor, augmentation=None, uniforms=None):
-        """(inputs, targets) of the examples at `indices`, augmented first (on the stored
-        pixels, so that padding is black, as torchvision pads before ToTensor) where asked."""
+        """(inputs, targets) of the examples at `indices` as stored, augmented where asked (on
+        the stored pixels, so that padding is black, as torchvision pads before ToTensor);
+        `transform` comes after (Task.batch)."""
         inputs, targets = self.inputs[indices], self.targets[indices]
         if augmentation is not None:
             uniforms = torch.from_numpy(uniforms).to(inputs.device, non_blocking=True)
             inputs, targets = augmentation.batch(inputs, targets, uniforms)
-        if self.transform is not None:
-            inputs = self.transform(inputs)
         return inputs, targets if targets.is_floating_point() else targets.long()
 
     def to(self, device: torch.device) -> TensorExamples:
@@ -97,11 +96,14 @@ class DatasetExamples:
     """Examples read one by one from a torch Dataset (data on disk), stacked into a batch.
 
     Each item's input goes through `plain` (unaugmented) or the augmentation's `image` with its
-    own row of uniforms, then `finish` (to a tensor): ImageNet resizes and center-crops where
-    it does not random-crop, then normalizes either way."""
+    own row of uniforms, then `to_tensor`: ImageNet resizes and center-crops where it does not
+    random-crop, to uint8 pixels either way. `transform` (normalization) runs on the batch on its
+    device, after the move (Task.batch): loader workers hand over a quarter of float32's bytes."""
 
-    def __init__(self, dataset, plain=_identity, finish=torch.as_tensor):
-        self.dataset, self.plain, self.finish = dataset, plain, finish
+    def __init__(self, dataset, plain=_identity, to_tensor=torch.as_tensor,
+                 transform: ImageStandardizer | None = None):  # fmt: skip
+        self.dataset, self.plain, self.to_tensor = dataset, plain, to_tensor
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -114,12 +116,14 @@ class DatasetExamples:
                 item = self.plain(item)
             else:
                 item = augmentation.image(item, uniforms[row])
-            inputs.append(torch.as_tensor(self.finish(item)))
+            inputs.append(torch.as_tensor(self.to_tensor(item)))
             targets.append(torch.as_tensor(target))
         return torch.stack(inputs), torch.stack(targets)
 
     def to(self, device: torch.device) -> DatasetExamples:
-        return self  # read on demand; Task.batch moves each batch
+        # Read on demand; Task.batch moves each batch, then standardizes it there.
+        transform = None if self.transform is None else self.transform.to(device)
+        return DatasetExamples(self.dataset, self.plain, self.to_tensor, transform)
 
 
 @dataclass
@@ -147,16 +151,28 @@ class Task:
     def batch(self, indices: torch.Tensor, split: str = "train", draw: Draw | None = None):
         """(inputs, targets) of the examples at `indices`, on the task's device; training
         examples augmented as `draw` says, where the task augments (validation never is)."""
+        return self.finish(*self.stored_batch(indices, split, draw), split)
+
+    def stored_batch(self, indices: torch.Tensor, split: str = "train", draw: Draw | None = None):
+        """The batch as stored (uint8 images), augmented: what a loader worker builds."""
         examples = self.train if split == "train" else self.validation
         indices = indices.to(self._index_device(examples))
         if draw is None or self.augmentation is None or split != "train":
-            inputs, targets = examples.get(indices)
-        else:
-            positions = np.arange(len(indices)) if draw.positions is None else draw.positions
-            key = (self.augment_seed, AUGMENT, draw.stream, *draw.ids)
-            uniforms = counter_uniforms(key, np.asarray(positions), self.augmentation.draws)
-            inputs, targets = examples.get(indices, self.augmentation, uniforms)
-        return inputs.to(self.device), targets.to(self.device)
+            return examples.get(indices)
+        positions = np.arange(len(indices)) if draw.positions is None else draw.positions
+        key = (self.augment_seed, AUGMENT, draw.stream, *draw.ids)
+        uniforms = counter_uniforms(key, np.asarray(positions), self.augmentation.draws)
+        return examples.get(indices, self.augmentation, uniforms)
+
+    def finish(self, inputs: torch.Tensor, targets: torch.Tensor, split: str = "train",
+               non_blocking: bool = False):  # fmt: skip
+        """A stored batch moved to the task's device and standardized there."""
+        examples = self.train if split == "train" else self.validation
+        inputs = inputs.to(self.device, non_blocking=non_blocking)
+        targets = targets.to(self.device, non_blocking=non_blocking)
+        if examples.transform is not None:
+            inputs = examples.transform(inputs)
+        return inputs, targets
 
     def _index_device(self, examples) -> torch.device:
         return self.device if isinstance(examples, TensorExamples) else torch.device("cpu")

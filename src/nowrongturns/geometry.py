@@ -10,20 +10,23 @@ transfer. The next checkpoint's weights are read from disk while the current one
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .augment import AUGMENT_FULL, AUGMENT_SAMPLED, AUGMENT_TRAIN, Draw
 from .data import RANDOM_LABELS, SAMPLED, load_task, seeded_generator
 from .files import written
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector
-from .train import clip_gradients
+from .pipeline import Request, batches, on_disk
+from .precision import apply_precision, autocast
+from .progress import Progress
+from .train import clip_gradients, minibatch_backward, set_lr
 from .trajectory import TrajectoryReader, load_flat
 
 COLUMNS = [
@@ -54,33 +57,40 @@ FULL_BATCH_CHUNK = 4096
 
 
 class GradientProbe:
-    """Gradients of the task loss at the model's current weights, flattened in parameter order."""
+    """Gradients of the task loss at the model's current weights, flattened in parameter order;
+    a minibatch's as `shards` shards, as the DDP training of that many processes computed it."""
 
-    def __init__(self, model: torch.nn.Module, task):
-        self.model, self.task = model, task
+    def __init__(self, model: torch.nn.Module, task, shards: int = 1, precision: str = "fp32"):
+        self.model, self.task, self.shards, self.precision = model, task, shards, precision
         self.params = list(model.parameters())
 
-    def gradient(self, chunks) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean loss and its gradient over (inputs, labels, weight) chunks; weights sum to 1."""
+    def _flat_gradient(self) -> torch.Tensor:
+        return torch.cat([p.grad.reshape(-1) for p in self.params])
+
+    def _zero_grad(self) -> None:
         for param in self.params:
             param.grad = None
-        losses = []
-        for inputs, labels, weight in chunks:
-            loss = self.task.loss(self.model(inputs), labels)
-            if weight != 1.0:  # a minibatch is one chunk: no product to take, nor to backpropagate
-                loss = loss * weight
-            loss.backward()
-            losses.append(loss.detach())
-        total_loss = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
-        return total_loss, torch.cat([p.grad.reshape(-1) for p in self.params])
 
-    def minibatch(self, indices: torch.Tensor, draw: Draw, shuffle: torch.Tensor | None = None):
-        """Gradient on one minibatch, augmented as `draw` says; `shuffle` permutes its targets
-        across its examples."""
-        inputs, targets = self.task.batch(indices, draw=draw)
+    def minibatch(self, inputs, targets, shuffle: torch.Tensor | None = None):
+        """Loss and gradient on one minibatch; `shuffle` permutes its targets across its
+        examples."""
         if shuffle is not None:
             targets = targets[shuffle.to(targets.device)]
-        return self.gradient([(inputs, targets, 1.0)])
+        self._zero_grad()
+        loss = minibatch_backward(self.model, self.task, inputs, targets, self.shards,
+                                  self.precision)  # fmt: skip
+        return loss, self._flat_gradient()
+
+    def full_batch(self, chunks) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and its gradient over (inputs, targets, weight) chunks; weights sum to 1."""
+        self._zero_grad()
+        total_loss = 0.0
+        for inputs, targets, weight in chunks:
+            with autocast(self.precision, inputs.device):
+                loss = self.task.loss(self.model(inputs), targets) * weight
+            loss.backward()
+            total_loss = total_loss + loss.detach()
+        return total_loss, self._flat_gradient()
 
     @torch.no_grad()
     def update_direction(
@@ -93,25 +103,35 @@ class GradientProbe:
         clip_gradients(self.params, clip)
         before = [p.clone() for p in self.params]
         load_state_vector(optimizer, optimizer_name, state)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         optimizer.step()
         direction = torch.cat([(b - p).reshape(-1) for b, p in zip(before, self.params)]) / lr
         torch._foreach_copy_(self.params, before)
         return direction
 
-    def full_batch(self, step: int):
-        """Gradient over the whole training set, each example augmented once, seeded by its
-        index and the checkpoint's step."""
-        size = self.task.train_size
-        chunks = [
-            torch.arange(start, min(start + FULL_BATCH_CHUNK, size))
-            for start in range(0, size, FULL_BATCH_CHUNK)
-        ]
-        return self.gradient(
-            (*self.task.batch(chunk, draw=Draw(AUGMENT_FULL, (step,), chunk)), len(chunk) / size)
-            for chunk in chunks
-        )
+
+def full_batch_chunk(task) -> int:
+    """Examples per chunk of the full-batch pass: large for in-memory data, a minibatch's worth
+    of images for data on disk, which the loader workers decode."""
+    return FULL_BATCH_CHUNK if not on_disk(task) else 256
+
+
+def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, samples: int,
+                        full_batch: bool):  # fmt: skip
+    """The minibatches measured at one checkpoint, in the order `gradients_at` takes them: the
+    train batch as training drew it, `samples` fresh ones with their own augmentation, the
+    training set in chunks, each example augmented once."""
+    yield Request(batch, Draw(AUGMENT_TRAIN, (step,)), tag=("train_batch", 0))
+    sampler = seeded_generator(seed, SAMPLED, step)
+    for sample in range(samples):
+        indices = torch.randperm(task.train_size, generator=sampler)[: len(batch)]
+        yield Request(indices, Draw(AUGMENT_SAMPLED, (step, sample)), tag=("sampled", sample))
+    if full_batch:
+        size, chunk = task.train_size, full_batch_chunk(task)
+        for start in range(0, size, chunk):
+            indices = torch.arange(start, min(start + chunk, size))
+            draw = Draw(AUGMENT_FULL, (step,), indices)
+            yield Request(indices, draw, tag=("full_batch", len(indices) / size))
 
 
 def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
@@ -145,35 +165,29 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
     return pd.DataFrame({name: columns[name] for name in [*COLUMNS, *extra]})
 
 
-def gradients_at(
-    probe: GradientProbe,
-    batch,
-    step: int,
-    seed: int,
-    samples: int,
-    full_batch: bool,
-    random_labels: bool,
-    update_direction=None,
-):
-    """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time.
+def gradients_at(probe: GradientProbe, stream, step: int, seed: int, samples: int,
+                 full_batch: bool, random_labels: bool, update_direction=None):  # fmt: skip
+    """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time, taking
+    its minibatches from `stream` (of `checkpoint_requests`) as it goes.
 
     `update_direction`, where given, turns the train batch's gradient (still in the parameters'
     .grad) into the optimizer's own step direction (source `update`)."""
-    # The train batch as training drew it; the shuffled-label gradient on the same inputs.
-    train_draw = Draw(AUGMENT_TRAIN, (step,))
-    train_loss, train_gradient = probe.minibatch(batch, train_draw)
+    _, train_inputs, train_targets = next(stream)
+    train_loss, train_gradient = probe.minibatch(train_inputs, train_targets)
     yield "train_batch", 0, (train_loss, train_gradient)
     if update_direction is not None:
         yield "update", 0, (train_loss, update_direction())
-    sampler = seeded_generator(seed, SAMPLED, step)
     for sample in range(samples):
-        indices = torch.randperm(probe.task.train_size, generator=sampler)[: len(batch)]
-        yield "sampled", sample, probe.minibatch(indices, Draw(AUGMENT_SAMPLED, (step, sample)))
+        _, inputs, targets = next(stream)
+        yield "sampled", sample, probe.minibatch(inputs, targets)
     if full_batch:
-        yield "full_batch", 0, probe.full_batch(step)
-    if random_labels:
-        shuffle = torch.randperm(len(batch), generator=seeded_generator(seed, RANDOM_LABELS, step))
-        yield "random_labels", 0, probe.minibatch(batch, train_draw, shuffle)
+        chunks = -(-probe.task.train_size // full_batch_chunk(probe.task))
+        parts = itertools.islice(stream, chunks)
+        yield "full_batch", 0, probe.full_batch((i, t, w) for (_, w), i, t in parts)
+    if random_labels:  # the train batch's very inputs, its labels shuffled
+        order = seeded_generator(seed, RANDOM_LABELS, step)
+        shuffle = torch.randperm(len(train_targets), generator=order)
+        yield "random_labels", 0, probe.minibatch(train_inputs, train_targets, shuffle)
 
 
 def measure(
@@ -185,39 +199,49 @@ def measure(
     random_labels: bool,
     update: bool = True,
     device: str = "auto",
+    data_workers: int = 0,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
+    """The geometry table of a trajectory (DESIGN section 5), in `precision` (strict fp32 unless
+    asked), deterministic algorithms on."""
     device = resolve_device(device)
+    apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
         run = traj.config
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
-        probe = GradientProbe(model, task)
+        probe = GradientProbe(model, task, traj.world_size, precision)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
         optimizer = build_optimizer(run, model)
         lrs = traj.steps("lr")
 
         def read(index: int):
-            step = traj.checkpoint_steps[index]
             return (
-                step,
                 traj.weights(index),
                 traj.buffers(index),
-                traj.batch_indices(step),
                 traj.optimizer_state(index) if update else None,
             )
 
         measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
+        steps = traj.checkpoint_steps[:-1]
+        train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
+        requests = (
+            request
+            for step, batch in zip(steps.tolist(), train_batches)
+            for request in checkpoint_requests(task, step, batch, run["seed"], samples, full_batch)
+        )
+        stream = batches(task, requests, data_workers)
         pending = reader.submit(read, 0) if len(measured) else None
+        progress = Progress(f"measure {run_name}", len(measured), "checkpoint")
         blocks, row_steps, row_sources, row_samples = [], [], [], []
-        for index in tqdm(measured, desc=f"measure {run_name}", disable=None):
-            step, weights, buffers, batch, optimizer_state = pending.result()
+        for index, step in zip(measured, steps.tolist()):
+            weights, buffers, optimizer_state = pending.result()
             if index + 1 < len(measured):
                 pending = reader.submit(read, index + 1)  # read ahead while this one computes
             load_flat(model, weights, buffers)
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
             dist_squared = (to_final64 @ to_final64).reshape(1)
-            batch = torch.from_numpy(batch)
             update_direction = None
             if update:
                 update_direction = functools.partial(
@@ -231,7 +255,7 @@ def measure(
             rows = []
             for source, sample, (loss, grad) in gradients_at(
                 probe,
-                batch,
+                stream,
                 step,
                 run["seed"],
                 samples,
@@ -247,6 +271,9 @@ def measure(
                 row_sources.append(source)
                 row_samples.append(sample)
             blocks.append(torch.stack(rows).cpu().numpy())  # the one host sync of a checkpoint
+            if progress.advance(index + 1) or index + 1 == len(measured):
+                progress.line(step=step)
+        progress.close()
         epochs = traj.steps("epoch")
 
     steps = np.array(row_steps, dtype=np.int64)

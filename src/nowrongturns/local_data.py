@@ -226,15 +226,14 @@ def load_imagenet(run: dict) -> Task:
             f"(expected {IMAGENET_LAYOUT})"
         )
     plain = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
-    finish = transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    )
+    standardize = ImageStandardizer(IMAGENET_MEAN, IMAGENET_STD)  # ToTensor, then Normalize
     provenance = {"data_dir": str(root.resolve()), "train_images": len(train)}
+    to_tensor = transforms.PILToTensor()  # uint8 [3, 224, 224]
     return Task(
         "imagenet",
         "classification",
-        DatasetExamples(train, plain, finish),
-        DatasetExamples(val, plain, finish),
+        DatasetExamples(train, plain, to_tensor, standardize),
+        DatasetExamples(val, plain, to_tensor, standardize),
         len(train.classes),
         (3, 224, 224),
         provenance=provenance,

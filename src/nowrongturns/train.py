@@ -1,29 +1,33 @@
 """The train stage: one run config in, one trajectory file out.
 
     nwt train --run '{"task": "digits", "model": "cnn", ...}' --out results/runs/base/trajectory.h5
+    torchrun --standalone --nproc-per-node 4 -m nowrongturns train --run ... --out ...   # DDP
 
 Minibatches are drawn without replacement within an epoch (the last incomplete batch is dropped,
 so every step has `batch_size` examples) in an order seeded by (seed, epoch); the indices of every
 step are stored, so later stages rebuild the exact minibatch the optimizer saw. A killed job leaves
 `trajectory.h5.partial`; running it again resumes from the last checkpoint and ends with the same
 trajectory as a job that was never killed. A non-finite loss ends the run with status "diverged".
+Under torchrun each process trains on its shard of every minibatch (distributed.py); rank 0 alone
+writes the trajectory. Data on disk come through the input pipeline (pipeline.py).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
+from . import distributed
 from .augment import AUGMENT_TRAIN, Draw
 from .data import epoch_order, load_task
 from .models import build_model, resolve_device
-from .optim import build_optimizer, load_state_vector, lr_schedule, state_size, state_vector
-from .trajectory import TrajectoryWriter, flat_buffers, flat_parameters, load_flat
+from .optim import build_optimizer, load_state_vector, lr_schedule, state_size
+from .pipeline import Request, batches
+from .precision import apply_precision, autocast, uses_channels_last
+from .progress import Progress
+from .recorder import Recorder, checkpoint_state, rng_states, set_rng_states
+from .trajectory import TrajectoryWriter, load_flat
 
 
 def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int]:
@@ -44,18 +48,50 @@ def minibatches(seed: int, train_size: int, batch_size: int, start: int, total_s
         yield step, order[position * batch_size : (position + 1) * batch_size]
 
 
-def forward_backward(
-    model, optimizer, task, indices: torch.Tensor, lr: float, step: int
-) -> torch.Tensor:
-    """Set the learning rate, then the loss on step `step`'s minibatch (augmented as that step's
-    draw) and its gradient, ready to clip and step."""
+def step_requests(steps, batch_size: int, shards: int = 1, rank: int = 0):
+    """The pipeline requests of (step, indices) pairs: shard `rank` of `shards` of each step's
+    minibatch, augmented as that step's draw by position in the whole minibatch; tagged with the
+    step and all its indices."""
+    part = distributed.shards(batch_size, shards)[rank]
+    positions = torch.arange(batch_size)[part]
+    for step, indices in steps:
+        draw = Draw(AUGMENT_TRAIN, (step,), positions)
+        yield Request(indices[part], draw, tag=(step, indices))
+
+
+def minibatch_backward(model, task, inputs, targets, shards: int = 1,
+                       precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+    """The loss of one minibatch and its gradient, accumulated in .grad: as `shards` equal
+    shards, each normalized by its own BatchNorm statistics, their losses and gradients
+    averaged, as the processes of a DDP training of that many compute it."""
+    if shards == 1:
+        with autocast(precision, inputs.device):
+            loss = task.loss(model(inputs), targets)
+        loss.backward()
+        return loss.detach()
+    total = 0.0
+    for part in distributed.shards(len(inputs), shards):
+        with autocast(precision, inputs.device):
+            loss = task.loss(model(inputs[part]), targets[part]) / shards
+        loss.backward()
+        total = total + loss.detach()
+    return total
+
+
+def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-    inputs, targets = task.batch(indices, draw=Draw(AUGMENT_TRAIN, (step,)))
-    loss = task.loss(model(inputs), targets)
+
+
+def forward_backward(model, optimizer, task, indices: torch.Tensor, lr: float, step: int,
+                     precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+    """One process's whole training step up to the gradient, for in-memory tasks: the lr set,
+    step `step`'s minibatch (augmented as its draw), its loss and gradient, ready to clip and
+    step. (The benchmarks' loops; the stages go through the input pipeline.)"""
+    set_lr(optimizer, lr)
     optimizer.zero_grad()
-    loss.backward()
-    return loss
+    inputs, targets = task.batch(indices, draw=Draw(AUGMENT_TRAIN, (step,)))
+    return minibatch_backward(model, task, inputs, targets, precision=precision)
 
 
 def clip_gradients(params: list, max_norm: float | None) -> torch.Tensor | None:
@@ -67,187 +103,106 @@ def clip_gradients(params: list, max_norm: float | None) -> torch.Tensor | None:
     return torch.clamp(max_norm / (norm + 1e-6), max=1.0)
 
 
-def rng_states(device: torch.device) -> dict[str, np.ndarray]:
-    states = {"cpu": torch.get_rng_state().numpy()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device).numpy()
-    return states
-
-
-def set_rng_states(states: dict[str, np.ndarray], device: torch.device) -> None:
-    torch.set_rng_state(torch.from_numpy(states["cpu"]))
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(torch.from_numpy(states["cuda"]), device)
-
-
-class Recorder:
-    """What the train stage keeps of a run: per-step scalars, held on the device and moved to the
-    host in blocks, once per checkpoint; checkpoints, written to the trajectory by a background
-    thread while the next steps compute."""
-
-    def __init__(
-        self,
-        writer: TrajectoryWriter,
-        params: list,
-        total_steps: int,
-        batch_size: int,
-        steps_per_epoch: int,
-        lrs: np.ndarray,
-        device: torch.device,
-        start: int,
-    ):
-        self.writer, self.steps_per_epoch, self.lrs = writer, steps_per_epoch, lrs
-        self.losses = torch.zeros(total_steps, device=device)
-        # Per step, the norms of each parameter tensor's gradient and update side by side (one
-        # op for both); the norms over all parameters are taken, in float64, when a block of
-        # steps goes to the host. A step costs a handful of small ops, whatever the model.
-        self.params = params
-        self.tensor_norms = torch.zeros(total_steps, 2, len(params), device=device)
-        self.clip_factors = torch.ones(total_steps, device=device)
-        self.previous = [torch.empty_like(p) for p in params]
-        self.batches = np.zeros((total_steps, batch_size), dtype=np.int64)
-        self.flushed = start  # steps before this one are in the file
-        self.background = ThreadPoolExecutor(1)
-        self.pending = None
-
-    @torch.no_grad()
-    def before_step(self, step: int) -> None:
-        """Record the gradient's norms (before any clipping) and the weights before the step."""
-        grad_norms = torch._foreach_norm([p.grad for p in self.params])
-        torch.stack(grad_norms, out=self.tensor_norms[step, 0])
-        torch._foreach_copy_(self.previous, self.params)
-
-    @torch.no_grad()
-    def after_step(self, step: int, loss: torch.Tensor, clip_factor: torch.Tensor | None) -> None:
-        """Record the step just taken: its loss, clip factor and update norms."""
-        self.losses[step] = loss
-        if clip_factor is not None:
-            self.clip_factors[step] = clip_factor
-        torch._foreach_sub_(self.previous, self.params)
-        torch.stack(torch._foreach_norm(self.previous), out=self.tensor_norms[step, 1])
-
-    def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        rows, steps = slice(start, stop), np.arange(start, stop)
-        return {
-            "step": steps,
-            "epoch": steps // self.steps_per_epoch,
-            "loss": self.losses[rows].cpu().numpy(),
-            "lr": self.lrs[rows],
-            "grad_norm": _total_norms(self.tensor_norms[rows, 0]),
-            "update_norm": _total_norms(self.tensor_norms[rows, 1]),
-            "clip_factor": self.clip_factors[rows].cpu().numpy(),
-            "batch_indices": self.batches[rows],
-        }
-
-    def checkpoint(self, step: int, state: dict[str, np.ndarray]) -> int | None:
-        """Write the steps since the last checkpoint, then checkpoint `step` with `state`
-        (weights, buffers, optimizer, rng); on a non-finite loss write up to the step that
-        diverged and return it instead."""
-        finite = torch.isfinite(self.losses[self.flushed : step]).cpu().numpy()
-        if not finite.all():
-            diverged = self.flushed + int(np.argmin(finite))
-            self.wait()
-            self.writer.append_steps(self._block(self.flushed, diverged + 1))
-            return diverged
-        block = self._block(self.flushed, step)
-        self.flushed = step
-        self.wait()  # one write in flight at a time, in order
-        self.pending = self.background.submit(self._write, block, step, state)
-        return None
-
-    def _write(self, block: dict, step: int, state: dict) -> None:
-        self.writer.append_steps(block)
-        self.writer.append_checkpoint(step, **state)
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
-
-    def close(self) -> None:
-        """Wait for the write in flight, even when training failed (its error is then moot)."""
-        try:
-            self.wait()
-        finally:
-            self.background.shutdown()
-
-
-def checkpoint_state(model, optimizer, optimizer_name: str, device) -> dict[str, np.ndarray]:
-    """Host copies of everything training needs to go on from here."""
-    return {
-        "weights": flat_parameters(model).cpu().numpy(),
-        "buffers": flat_buffers(model).cpu().numpy(),
-        "optimizer_state": state_vector(optimizer, optimizer_name).cpu().numpy(),
-        "rng_states": rng_states(device),
-    }
-
-
-def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") -> str:
-    """Train one run and write its trajectory; returns its status (complete or diverged)."""
-    device = resolve_device(device)
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # for deterministic cuBLAS
-    torch.use_deterministic_algorithms(True)
+def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
+          data_workers: int = 0, precision: str = "fp32") -> str:  # fmt: skip
+    """Train one run and write its trajectory; returns its status (complete or diverged).
+    Under torchrun, every process calls it; rank 0 writes."""
+    rank, world_size = distributed.world()
+    device = distributed.init(resolve_device(device))
+    apply_precision(precision)
     task = load_task(run).to(device)
     torch.manual_seed(run["seed"])
     model = build_model(run, task).to(device).train()
+    if uses_channels_last(model, device, precision):
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(run, model)
     params = list(model.parameters())
+    stepper = model
+    if world_size > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        stepper = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     batch_size, train_size = run["batch_size"], task.train_size
     steps_per_epoch = train_size // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_size} training examples")
+    distributed.shards(batch_size, world_size)  # refuses a batch that does not divide
     total_steps = run["epochs"] * steps_per_epoch
     saved_steps = set(checkpoint_steps(total_steps, **run["checkpoint"]))
-    writer = TrajectoryWriter(
-        out_path,
-        run,
-        model,
-        state_size(optimizer, run["optimizer"]),
-        {name: state.size for name, state in rng_states(device).items()},
-        batch_size,
-        str(device),
-        task.provenance,
-    )
+    writer = None
+    if rank == 0:
+        writer = TrajectoryWriter(
+            out_path,
+            run,
+            model,
+            state_size(optimizer, run["optimizer"]),
+            {name: state.size for name, state in rng_states(device).items()},
+            batch_size,
+            str(device),
+            task.provenance,
+            world_size=world_size,
+            precision=precision,
+        )
+    resumed = distributed.broadcast(writer.resume_state() if writer else None, device)
     start = 0
-    resumed = writer.resume_state()
     if resumed:
         load_flat(model, resumed["weights"], resumed["buffers"])
         load_state_vector(optimizer, run["optimizer"], resumed["optimizer"])
         set_rng_states(resumed["rng"], device)
         start = resumed["step"]
     lrs = lr_schedule(run, total_steps)
-    recorder = Recorder(
-        writer, params, total_steps, batch_size, steps_per_epoch, lrs, device, start
-    )
+    recorder = progress = None
+    if rank == 0:
+        recorder = Recorder(writer, params, total_steps, batch_size, steps_per_epoch, lrs,
+                            device, start)  # fmt: skip
+        progress = Progress(f"train {run_name or out_path}", total_steps, "step", batch_size, start)
 
     def save_checkpoint(step: int) -> int | None:
-        return recorder.checkpoint(
-            step, checkpoint_state(model, optimizer, run["optimizer"], device)
-        )
+        """Rank 0 writes checkpoint `step`; every rank learns whether the run diverged."""
+        diverged = None
+        if recorder is not None:
+            state = checkpoint_state(model, optimizer, run["optimizer"], device)
+            diverged = recorder.checkpoint(step, state)
+            progress.line(**({"loss": float(recorder.losses[step - 1])} if step else {}))
+        return distributed.broadcast(diverged, device)
 
     diverged = None
     try:
         steps = minibatches(run["seed"], train_size, batch_size, start, total_steps)
-        for step, indices in tqdm(steps, desc=f"train {run_name}", disable=None):
+        requests = step_requests(steps, batch_size, world_size, rank)
+        for (step, indices), inputs, targets in batches(task, requests, data_workers):
             if step in saved_steps and not (resumed and step == start):
                 diverged = save_checkpoint(step)
                 if diverged is not None:
                     break
-            recorder.batches[step] = indices.numpy()
-            loss = forward_backward(model, optimizer, task, indices, lrs[step], step)
-            recorder.before_step(step)
+            set_lr(optimizer, lrs[step])
+            optimizer.zero_grad()
+            loss = distributed.mean_over_ranks(
+                minibatch_backward(stepper, task, inputs, targets, precision=precision)
+            )
+            if recorder is not None:
+                recorder.batches[step] = indices.numpy()
+                recorder.before_step(step)
             clip_factor = clip_gradients(params, run["clip_grad_norm"])
             optimizer.step()
-            recorder.after_step(step, loss.detach(), clip_factor)
+            if recorder is not None:
+                recorder.after_step(step, loss, clip_factor)
+                if progress.advance(step + 1):
+                    progress.line(loss=float(loss))
         else:
             if not (resumed and start == total_steps):  # killed after its last checkpoint
                 diverged = save_checkpoint(total_steps)
     except BaseException:
-        recorder.close()
-        writer.abandon()
+        if recorder is not None:
+            recorder.close()
+            writer.abandon()
         raise
+    if recorder is None:  # another rank: rank 0 evaluates and writes
+        distributed.close()
+        return "diverged" if diverged is not None else "complete"
     recorder.close()
+    progress.close()
+    distributed.close()
     if diverged is not None:
         writer.finish(status="diverged", diverged_step=diverged)
         print(
@@ -255,7 +210,7 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
             file=sys.stderr,
         )
         return "diverged"
-    val_loss, val_accuracy = evaluate(model, task)
+    val_loss, val_accuracy = evaluate(model, task, precision=precision, workers=data_workers)
     writer.finish(final_val_loss=val_loss, final_val_accuracy=val_accuracy)
     print(
         f"{run_name or out_path}: {total_steps} steps, {len(saved_steps)} checkpoints, "
@@ -265,25 +220,26 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "") ->
     return "complete"
 
 
-def _total_norms(per_tensor: torch.Tensor) -> np.ndarray:
-    """[steps, tensors] norms of each parameter tensor -> [steps] norms over all of them."""
-    return torch.linalg.vector_norm(per_tensor.double(), dim=1).cpu().numpy()
-
-
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task, chunk: int = 1024) -> tuple[float, float]:
+def evaluate(model: torch.nn.Module, task, chunk: int = 1024, precision: str = "fp32",
+             workers: int = 0) -> tuple[float, float]:  # fmt: skip
     """Validation loss and accuracy (over examples, pixels or tokens; NaN where nothing is
     classified: regression, objective), in eval mode."""
     model.eval()
     loss_sum = correct = count = 0.0
-    for start in range(0, len(task.validation), chunk):
-        indices = torch.arange(start, min(start + chunk, len(task.validation)))
-        inputs, targets = task.batch(indices, split="validation")
-        logits = model(inputs)
-        loss_sum += task.loss(logits, targets).item() * len(indices)
+    requests = (
+        Request(torch.arange(start, min(start + chunk, len(task.validation))), split="validation")
+        for start in range(0, len(task.validation), chunk)
+    )
+    for _, inputs, targets in batches(task, requests, workers):
+        with autocast(precision, inputs.device):
+            logits = model(inputs)
+            loss = task.loss(logits, targets)
+        examples = len(targets)
+        loss_sum += loss.item() * examples
         class_dim = -1 if task.kind == "language" else 1
-        correct += (logits.argmax(class_dim) == targets).double().mean().item() * len(indices)
-        count += len(indices)
+        correct += (logits.argmax(class_dim) == targets).double().mean().item() * examples
+        count += examples
     model.train()
     classified = task.kind in ("classification", "segmentation", "language")
     return loss_sum / count, correct / count if classified else float("nan")

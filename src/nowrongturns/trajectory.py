@@ -329,6 +329,7 @@ class TrajectoryReader:
             return np.ones(len(self.file["steps/step"]), dtype=np.float32)
         return self.file["steps"][column][:]
 
-    def batch_indices(self, steps: int | slice) -> np.ndarray:
-        """The minibatch indices of one step [B], or of a slice of steps [n, B]."""
+    def batch_indices(self, steps) -> np.ndarray:
+        """The minibatch indices of one step [B], or of a slice or increasing array of steps
+        [n, B]."""
         return self.file["steps/batch_indices"][steps]

@@ -86,10 +86,9 @@ def loop_run_config_json(wildcards):
     return json.dumps(run, sort_keys=True)
 
 
-# A job's thread count, as a param of training: on a CPU it changes the last bits, so the rerun
-# trigger and the between-workflow cache key (which hashes params) must see it.
-def job_threads(wildcards, threads):
-    return threads
+# A training job's thread count is a param of training (params.threads): on a CPU it changes the
+# last bits, so the rerun trigger and the between-workflow cache key (which hashes params) must
+# see it.
 
 
 def stage_threads(stage):
@@ -100,9 +99,32 @@ def stage_threads(stage):
 def stage_resources(stage):
     """What a stage's jobs ask for, from config `resources`, under the names Snakemake and the
     Slurm executor read: mem_mb (--mem), runtime in minutes (--time), gpu and gpu_model (--gpus).
-    An unset gpu_model (None) leaves the resource out, so any GPU model will do."""
+    An unset gpu_model (None) leaves the resource out, so any GPU model will do. A training job
+    of train.processes DDP processes asks for that many times the GPUs."""
     settings = config["resources"][stage]
-    return {key: settings[key] for key in ("mem_mb", "runtime", "gpu", "gpu_model")}
+    asked = {key: settings[key] for key in ("mem_mb", "runtime", "gpu", "gpu_model")}
+    if stage == "train":
+        asked["gpu"] *= TRAIN_PROCESSES
+    return asked
+
+
+TRAIN_PROCESSES = config["train"]["processes"]
+# `nwt` itself for one process; torchrun for several, each process one shard of each minibatch.
+# (The `--` ends torchrun's options, which would take `--run` for its own `--run-path`.)
+TRAIN_LAUNCHER = (
+    "nwt"
+    if TRAIN_PROCESSES == 1
+    else f"torchrun --standalone --nnodes 1 --nproc-per-node {TRAIN_PROCESSES} -m nowrongturns --"
+)
+# Loader workers change no bit of any output: in the shell commands, not in params, so that a
+# new count reruns nothing.
+TRAIN_WORKERS = f"--data-workers {config['train']['data_workers']}"
+MEASURE_WORKERS = f"--data-workers {config['measure']['data_workers']}"
+
+
+def train_threads():
+    """Threads of a training job: each of its processes runs resources.train.threads."""
+    return stage_threads("train") * TRAIN_PROCESSES
 
 
 def measure_flag(key):

@@ -16,7 +16,8 @@ rule measure:
             measure_flag(key) for key in ("full_batch", "random_labels", "update")
         ),
         device=config["measure"]["device"],
+        precision=config["measure"]["precision"],
     shell:
         "nwt measure {input:q} --out {output:q} --run-name {wildcards.run:q}"
-        " --samples {params.samples} {params.sources}"
-        " --device {params.device} --threads {threads} > {log:q} 2>&1"
+        " --samples {params.samples} {params.sources} --precision {params.precision}"
+        f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"

@@ -38,7 +38,7 @@ rule replay:
         "nwt replay {input.trajectory:q} --segments {wildcards.first} {wildcards.last}"
         " --out {output:q}"
         " --run-name {wildcards.run:q} --device {params.device} --threads {threads}"
-        " > {log:q} 2>&1"
+        f" {MEASURE_WORKERS} > {{log:q}} 2>&1"
 
 
 rule dense:

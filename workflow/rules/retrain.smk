@@ -11,11 +11,13 @@ use rule train as retrain with:
     log:
         results_path("logs/train/{run}--{loop}.log"),
     # Cached between workflows, as train is (hence no benchmark). These params replace train's
-    # as a whole, so they repeat the thread count.
+    # as a whole, so they repeat all but the run.
     params:
         run=loop_run_config_json,
         device=config["train"]["device"],
-        threads=job_threads,
+        threads=stage_threads("train"),
+        launcher=TRAIN_LAUNCHER,
+        precision=config["train"]["precision"],
 
 
 rule closed_loop:

@@ -8,13 +8,16 @@ rule train:
     # trained: the cache key hashes the params, so they hold every input of training. The
     # software is this package, not a per-rule env.
     cache: "omit-software"
-    threads: stage_threads("train")
+    threads: train_threads()
     resources:
         **stage_resources("train"),
     params:
         run=run_config_json,
         device=config["train"]["device"],
-        threads=job_threads,
+        threads=stage_threads("train"),
+        launcher=TRAIN_LAUNCHER,
+        precision=config["train"]["precision"],
     shell:
-        "nwt train --run {params.run:q} --out {output:q}"
-        " --device {params.device} --threads {threads} > {log:q} 2>&1"
+        "{params.launcher} train --run {params.run:q} --out {output:q}"
+        " --device {params.device} --threads {params.threads} --precision {params.precision}"
+        f" {TRAIN_WORKERS} > {{log:q}} 2>&1"
