@@ -2,6 +2,7 @@
 
     python benchmarks/measure_speed.py      # every CPU case below, 3 repeats each
     python benchmarks/measure_speed.py --device cuda --cases resnet18-cifar digits
+    python benchmarks/measure_speed.py --cases paper-sources   # (d), (e): every source on
 
 Three ratios per case, all measured in this one run:
 
@@ -17,6 +18,12 @@ Three ratios per case, all measured in this one run:
     its default unless `--job-steps`), one after the other (the total compute, not the wall time
     of parallel jobs), against `reference_two_pass.two_pass_dense`.
 
+`paper-sources` measures two more, with every source on as the paper presets have them (8 sampled
+and 10 fixed minibatches, the train batch, its shuffled labels and update at every checkpoint, the
+full batch at every 2nd), at their cadence in steps (a checkpoint every 156): (d) measure / train
+wall time (goal <= 0.5) and (e) measure-stage throughput / raw forward+backward throughput of the
+very same gradients (goal >= 0.95).
+
 Each repeat trains one trajectory (timed: it is part of (b) and (c)), then runs the other five
 timings on it, in reverse order every other repeat. Printed: the ratio of the best times, the
 median ratio of the interleaved pairs, and the median ratio of CPU time (all threads, so the
@@ -26,6 +33,7 @@ default run takes about 15 minutes; `--cases digits` alone about 3.
 """
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -40,8 +48,9 @@ from reference_two_pass import two_pass_checkpoints, two_pass_dense
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.data import SAMPLED, load_task, seeded_generator
 from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
-from nowrongturns.geometry import measure
+from nowrongturns.geometry import Sources, checkpoint_requests, fixed_batches, measure
 from nowrongturns.models import build_model
+from nowrongturns.pipeline import batches
 from nowrongturns.train import train
 from nowrongturns.trajectory import TrajectoryReader, load_flat
 
@@ -75,7 +84,19 @@ GPU_CASES = {
         {"task": "cifar10", "model": "resnet18", "epochs": 1, "batch_size": 128},
     ),
 }
-GOALS = {"a": (">=", 0.90), "b": ("<=", 0.55), "c": ("<=", 1.05)}
+# The measure stage of a preset, every source on as configs/paper-cifar10-resnet18.yaml has them,
+# on the digits CNN at the preset's cadence in training steps: a checkpoint every 156 steps (an
+# epoch of CIFAR at batch 256), 20 gradients each. A digits epoch is 22 steps, so a full batch
+# costs 22 minibatches, not 156: at every 2nd checkpoint its share of training (0.07) is about the
+# preset's (every 12th: 0.08). `nwt plan` gives this case 0.20, the preset's base run 0.23.
+SOURCES_CASE = (
+    "digits cnn, 200 epochs, the cadence and sources of the paper presets",
+    {"epochs": 200, "checkpoint": {"dense_first": 10, "every": 156}},
+    {"samples": 8, "full_batch": True, "random_labels": True, "update": True,
+     "full_batch_every": 2, "fixed_batches": 10},
+)  # fmt: skip
+GOALS = {"a": (">=", 0.90), "b": ("<=", 0.55), "c": ("<=", 1.05), "d": ("<=", 0.5),
+         "e": (">=", 0.95)}  # fmt: skip
 
 
 def raw_forward_backward(trajectory: Path, samples: int, device: torch.device) -> None:
@@ -100,6 +121,58 @@ def raw_forward_backward(trajectory: Path, samples: int, device: torch.device) -
                     param.grad = None
                 inputs, targets = task.batch(indices)
                 task.loss(model(inputs), targets).backward()
+
+
+def raw_all_sources(trajectory: Path, sources: Sources, device: torch.device) -> None:
+    """Forward and backward of every gradient the measure stage takes with `sources` (the same
+    minibatches, fixed ones, full-batch chunks and shuffled labels), and nothing else."""
+    with TrajectoryReader(trajectory) as traj:
+        run = traj.config
+        task = load_task(run).to(device)
+        model = build_model(run, task).to(device).train()
+        params = list(model.parameters())
+        steps = traj.checkpoint_steps[:-1]
+        fixed = fixed_batches(run["seed"], task.train_size, run["batch_size"],
+                              sources.fixed_batches)  # fmt: skip
+        for index, step in enumerate(steps.tolist()):
+            load_flat(model, traj.weights(index), traj.buffers(index))
+            batch = torch.from_numpy(traj.batch_indices(step))
+            requests = checkpoint_requests(task, step, batch, run["seed"], sources, fixed,
+                                           sources.full_batch_at(index, len(steps)))  # fmt: skip
+            fetched = list(batches(task, requests))
+            shuffled = (fetched[0][0], fetched[0][1], fetched[0][2].roll(1))  # random labels
+            for param in params:
+                param.grad = None
+            for (source, weight), inputs, targets in [*fetched, shuffled]:
+                if source != "full_batch":
+                    for param in params:
+                        param.grad = None
+                loss = task.loss(model(inputs), targets)
+                (loss * weight if source == "full_batch" else loss).backward()
+
+
+def run_sources_case(run: dict, settings: dict, repeats: int, device: torch.device) -> None:
+    sources = Sources(**settings)
+    times = {"train": [], "measure": [], "raw": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trajectory, out = Path(tmp) / "trajectory.h5", Path(tmp) / "geometry.parquet"
+        stage = functools.partial(measure, str(trajectory), str(out), "base", device=device.type,
+                                  **settings)  # fmt: skip
+        for repeat in range(repeats):
+            trajectory.unlink(missing_ok=True)
+            times["train"].append(timed(train, run, trajectory, device.type))
+            order = [("measure", stage), ("raw", raw_all_sources, trajectory, sources, device)]
+            for key, function, *args in order[:: -1 if repeat % 2 else 1]:
+                times[key].append(timed(function, *args))
+        counts = pd.read_parquet(out)["source"].value_counts().to_dict()
+    # [wall times, CPU times] of each repeat, as ratio_line takes them
+    clocks = {key: [[t[0] for t in ts], [t[1] for t in ts]] for key, ts in times.items()}
+    best = {key: min(walls) for key, (walls, _) in clocks.items()}
+    print(f"{SOURCES_CASE[0]}: rows per source {counts}")
+    print(f"  best wall seconds: train {best['train']:.2f}, measure {best['measure']:.2f}, "
+          f"raw forward+backward of the same gradients {best['raw']:.2f}")  # fmt: skip
+    print(ratio_line("measure / train", "d", clocks["measure"], clocks["train"]))
+    print(ratio_line("measure / raw throughput", "e", clocks["raw"], clocks["measure"]))
 
 
 def measure_stage(trajectory: Path, out: Path, samples: int, device: str) -> pd.DataFrame:
@@ -256,7 +329,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
-    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES], default=list(CASES))
+    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES, "paper-sources"],
+                        default=list(CASES))  # fmt: skip
     parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cifar-train", type=int, default=50000, help="random CIFAR images")
@@ -270,6 +344,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as data:
         for case in args.cases:
+            if case == "paper-sources":
+                _, changes, settings = SOURCES_CASE
+                run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
+                run_sources_case(run, settings, args.repeats, device)
+                continue
             name, changes = {**CASES, **GPU_CASES}[case]
             config = {"base": changes}
             if changes.get("task") == "cifar10":

@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO, TINY_BASE, Workflow
 
 # One run in dense mode, three segments (checkpoints 0, 1, 22, 44; the schedule fit needs three
-# measured), each replayed in a job of its own: nine jobs, each its own Slurm job. (The closed
+# measured), each replayed in a job of its own; on the cluster, measured in two jobs too: twelve
+# jobs, each its own Slurm job. (The closed
 # loop's retrainings are train jobs again: left out here, for time.)
 DENSE_RUN = {
     "base": {**TINY_BASE, "checkpoint": {"dense_first": 2, "every": 22}},
@@ -19,9 +20,11 @@ DENSE_RUN = {
 
 
 def _with_broken_run(missing_data: str) -> dict:
-    """DENSE_RUN and a run whose data directory does not exist: its train job fails on the node."""
+    """DENSE_RUN, its 3 measured checkpoints measured in 2 jobs (0-1, 2-2), and a run whose data
+    directory does not exist: its train job fails on the node."""
     return {
         **DENSE_RUN,
+        "measure": {**DENSE_RUN["measure"], "job_checkpoints": 2},
         "runs": {"broken": {"task": "cifar10", "model": "resnet"}},
         "data": {"cifar10": missing_data},
     }
@@ -34,7 +37,10 @@ BASE_JOBS = {
     "rule_replay_wildcards_base_1_1",
     "rule_replay_wildcards_base_2_2",
     "rule_dense_wildcards_base",
-    "rule_measure_wildcards_base",
+    "rule_measure_jobs_wildcards_base",
+    "rule_measure_wildcards_base_0_1",
+    "rule_measure_wildcards_base_2_2",
+    "rule_gather_geometry_wildcards_base",
     "rule_schedule_wildcards_base",
     "rule_figures_wildcards_base",
 }
@@ -168,7 +174,7 @@ def test_every_job_of_a_run_goes_through_slurm_to_its_outputs(cluster_run):
         assert job.state == "COMPLETED", job
         assert _slurm_log(flow, job.comment, job.job_id).exists(), job
         # The GPU that the plugin asked for with --gpus, as Slurm allocated it.
-        rule = job.comment.split("_")[1]
+        rule = job.comment.removeprefix("rule_").partition("_wildcards_")[0]
         assert ("gres/gpu=1" in job.alloc_tres) == (rule in GPU_RULES), job
 
 

@@ -11,6 +11,7 @@
     nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule bound
     nwt replay results/runs/base/trajectory.h5 --segments 0 28 \
         --out results/runs/base/dense/0-28.parquet
+    nwt plan configs/paper-cifar10-resnet18.yaml
     nwt ablation-figure batch_size --config config.json --out figures/ablations/batch_size.png \
         results/runs/*/geometry.parquet
     nwt claims --config config.json --csv claims.csv --html claims.html \
@@ -80,7 +81,29 @@ def cmd_measure(args) -> None:
         device=args.device,
         data_workers=args.data_workers,
         precision=args.precision,
+        checkpoints=args.checkpoints,
+        full_batch_every=args.full_batch_every,
+        fixed_batches=args.fixed_batches,
+        full_batch_chunk=args.full_batch_chunk,
     )
+
+
+def cmd_measure_jobs(args) -> None:
+    from .geometry import measure_jobs
+
+    measure_jobs(args.trajectory, args.out, args.job_checkpoints)
+
+
+def cmd_gather_geometry(args) -> None:
+    from .geometry import gather
+
+    gather(args.parts, args.out)
+
+
+def cmd_plan(args) -> None:
+    from .plan import print_plan
+
+    print_plan(args.config, args.schema)
 
 
 def cmd_segments(args) -> None:
@@ -233,8 +256,50 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="the optimizer's own step direction, replayed from its stored state",
     )
+    measure.add_argument(
+        "--full-batch-every", type=int, default=1,
+        help="the full batch at every N-th measured checkpoint (and the first and last)",
+    )
+    measure.add_argument(
+        "--fixed-batches", type=int, default=0,
+        help="minibatches drawn once per run and measured at every checkpoint (source fixed)",
+    )
+    measure.add_argument(
+        "--full-batch-chunk", type=int, default=4096, help="examples per chunk of the full pass"
+    )
+    measure.add_argument(
+        "--checkpoints", type=int, nargs=2, metavar=("FIRST", "LAST"),
+        help="measure only measured checkpoints FIRST to LAST (one job of several)",
+    )
     _compute_options(measure, "of the measured gradients (fp32: strict, no TF32)")
     measure.set_defaults(func=cmd_measure)
+
+    jobs = stages.add_parser(
+        "measure-jobs", help="the measured checkpoints of a trajectory, cut into measure jobs"
+    )
+    jobs.add_argument("trajectory")
+    jobs.add_argument(
+        "--job-checkpoints", type=int, required=True, help="at most this many checkpoints a job"
+    )
+    jobs.add_argument("--out", required=True, help="jobs.json to write")
+    jobs.set_defaults(func=cmd_measure_jobs)
+
+    gather_geometry = stages.add_parser(
+        "gather-geometry", help="one geometry table of every measure job's"
+    )
+    gather_geometry.add_argument("parts", nargs="+")
+    gather_geometry.add_argument("--out", required=True, help="geometry.parquet to write")
+    gather_geometry.set_defaults(func=cmd_gather_geometry)
+
+    plan = stages.add_parser(
+        "plan", help="per run and stage, the minibatch passes and checkpoint disk a config implies"
+    )
+    plan.add_argument("config", help="a workflow config (YAML), such as a preset of configs/")
+    plan.add_argument(
+        "--schema", default="workflow/schemas/config.schema.yaml",
+        help="the config schema (default: as seen from the workflow's directory)",
+    )
+    plan.set_defaults(func=cmd_plan)
 
     segments = stages.add_parser(
         "segments", help="dense mode: the segments of a trajectory, cut into replay jobs"

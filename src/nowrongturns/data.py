@@ -430,7 +430,9 @@ def load_task(run: dict) -> Task:
 
 # Independent random streams, each seeded from (run seed, stream, position) so that any minibatch
 # can be redrawn alone: the data order of any epoch, the sampled minibatches of any checkpoint.
+# (augment.py keys its streams under 3.)
 DATA_ORDER, SAMPLED, RANDOM_LABELS = range(3)
+FIXED = 4
 
 
 def seeded_generator(*keys: int) -> torch.Generator:

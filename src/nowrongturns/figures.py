@@ -36,6 +36,7 @@ SOURCE_STYLE = {
     "full_batch": {"color": "C2", "label": "full batch"},
     "random_labels": {"color": "0.5", "label": "shuffled labels (noise baseline)"},
     "update": {"color": "C4", "label": "optimizer step $d_t$"},
+    "fixed": {"color": "C3", "label": "fixed minibatches, one line each"},
 }
 # The step replayed from the stored state matches the train-batch gradient to float32 rounding.
 FLOAT32_REPLAY = 1e-4
@@ -103,6 +104,12 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
         if "full_batch" in sources:
             rows = sources["full_batch"]
             ax.plot(rows["progress"], rows[column], ls="--", **SOURCE_STYLE["full_batch"])
+        # The same minibatch at every checkpoint: how one minibatch's geometry moves.
+        fixed = sources.get("fixed", geometry.iloc[:0])
+        for number, rows in fixed.groupby("sample"):
+            style = SOURCE_STYLE["fixed"]
+            ax.plot(rows["progress"], rows[column], lw=0.7, alpha=0.6, color=style["color"],
+                    label=style["label"] if number == 0 else None)  # fmt: skip
         # Shuffled-label gradients point away from w* with a large RSI: on the RSI panel they would
         # take its scale; on EB and gamma they compare.
         if "random_labels" in sources and column != "rsi":

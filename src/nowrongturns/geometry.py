@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .augment import AUGMENT_FULL, AUGMENT_SAMPLED, AUGMENT_TRAIN, Draw
-from .data import RANDOM_LABELS, SAMPLED, load_task, seeded_generator
+from .augment import AUGMENT_FIXED, AUGMENT_FULL, AUGMENT_SAMPLED, AUGMENT_TRAIN, Draw
+from .data import FIXED, RANDOM_LABELS, SAMPLED, load_task, seeded_generator
 from .files import written
 from .models import build_model, resolve_device
 from .optim import build_optimizer, load_state_vector
-from .pipeline import Request, batches, on_disk
+from .pipeline import Request, batches
 from .precision import apply_precision, autocast
 from .progress import Progress
 from .train import clip_gradients, minibatch_backward, set_lr
@@ -110,24 +112,45 @@ class GradientProbe:
         return direction
 
 
-def full_batch_chunk(task) -> int:
-    """Examples per chunk of the full-batch pass: large for in-memory data, a minibatch's worth
-    of images for data on disk, which the loader workers decode."""
-    return FULL_BATCH_CHUNK if not on_disk(task) else 256
+@dataclass(frozen=True)
+class Sources:
+    """What the measure stage takes at each checkpoint (config `measure`)."""
+
+    samples: int = 8
+    full_batch: bool = True
+    random_labels: bool = True
+    update: bool = True
+    full_batch_every: int = 1  # the full batch at every N-th measured checkpoint, first and last
+    fixed_batches: int = 0  # minibatches drawn once per run, measured at every checkpoint
+    full_batch_chunk: int = FULL_BATCH_CHUNK
+
+    def full_batch_at(self, index: int, measured: int) -> bool:
+        """Whether measured checkpoint `index` of `measured` takes the full batch."""
+        every = self.full_batch_every
+        return self.full_batch and (index % every == 0 or index == measured - 1)
 
 
-def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, samples: int,
-                        full_batch: bool):  # fmt: skip
+def fixed_batches(seed: int, train_size: int, batch_size: int, count: int) -> list[torch.Tensor]:
+    """The run's `count` fixed minibatches (the reference's sample_n_batches), drawn once."""
+    generator = seeded_generator(seed, FIXED)
+    return [torch.randperm(train_size, generator=generator)[:batch_size] for _ in range(count)]
+
+
+def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, sources: Sources,
+                        fixed: list[torch.Tensor], full_batch: bool):  # fmt: skip
     """The minibatches measured at one checkpoint, in the order `gradients_at` takes them: the
-    train batch as training drew it, `samples` fresh ones with their own augmentation, the
-    training set in chunks, each example augmented once."""
+    train batch as training drew it, `samples` fresh ones with their own augmentation, the fixed
+    ones (the same minibatch and augmentation at every checkpoint), the training set in chunks,
+    each example augmented once."""
     yield Request(batch, Draw(AUGMENT_TRAIN, (step,)), tag=("train_batch", 0))
     sampler = seeded_generator(seed, SAMPLED, step)
-    for sample in range(samples):
+    for sample in range(sources.samples):
         indices = torch.randperm(task.train_size, generator=sampler)[: len(batch)]
         yield Request(indices, Draw(AUGMENT_SAMPLED, (step, sample)), tag=("sampled", sample))
+    for number, indices in enumerate(fixed):
+        yield Request(indices, Draw(AUGMENT_FIXED, (number,)), tag=("fixed", number))
     if full_batch:
-        size, chunk = task.train_size, full_batch_chunk(task)
+        size, chunk = task.train_size, sources.full_batch_chunk
         for start in range(0, size, chunk):
             indices = torch.arange(start, min(start + chunk, size))
             draw = Draw(AUGMENT_FULL, (step,), indices)
@@ -165,8 +188,8 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
     return pd.DataFrame({name: columns[name] for name in [*COLUMNS, *extra]})
 
 
-def gradients_at(probe: GradientProbe, stream, step: int, seed: int, samples: int,
-                 full_batch: bool, random_labels: bool, update_direction=None):  # fmt: skip
+def gradients_at(probe: GradientProbe, stream, step: int, seed: int, sources: Sources,
+                 full_batch: bool, update_direction=None):  # fmt: skip
     """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time, taking
     its minibatches from `stream` (of `checkpoint_requests`) as it goes.
 
@@ -177,33 +200,55 @@ def gradients_at(probe: GradientProbe, stream, step: int, seed: int, samples: in
     yield "train_batch", 0, (train_loss, train_gradient)
     if update_direction is not None:
         yield "update", 0, (train_loss, update_direction())
-    for sample in range(samples):
+    for sample in range(sources.samples):
         _, inputs, targets = next(stream)
         yield "sampled", sample, probe.minibatch(inputs, targets)
+    for number in range(sources.fixed_batches):
+        _, inputs, targets = next(stream)
+        yield "fixed", number, probe.minibatch(inputs, targets)
     if full_batch:
-        chunks = -(-probe.task.train_size // full_batch_chunk(probe.task))
+        chunks = -(-probe.task.train_size // sources.full_batch_chunk)
         parts = itertools.islice(stream, chunks)
         yield "full_batch", 0, probe.full_batch((i, t, w) for (_, w), i, t in parts)
-    if random_labels:  # the train batch's very inputs, its labels shuffled
+    if sources.random_labels:  # the train batch's very inputs, its labels shuffled
         order = seeded_generator(seed, RANDOM_LABELS, step)
         shuffle = torch.randperm(len(train_targets), generator=order)
         yield "random_labels", 0, probe.minibatch(train_inputs, train_targets, shuffle)
+
+
+def measured_range(traj: TrajectoryReader, checkpoints: tuple[int, int] | None) -> range:
+    """The measured checkpoints of a job: all but the last (w* itself), or FIRST to LAST."""
+    measured = len(traj.checkpoint_steps) - 1
+    if checkpoints is None:
+        return range(measured)
+    first, last = checkpoints
+    if not 0 <= first <= last < measured:
+        raise ValueError(
+            f"{traj.path}: no measured checkpoints {first} to {last}; it has {measured} "
+            f"(0 to {measured - 1})"
+        )
+    return range(first, last + 1)
 
 
 def measure(
     trajectory: str,
     out: str,
     run_name: str,
-    samples: int,
-    full_batch: bool,
-    random_labels: bool,
+    samples: int = 8,
+    full_batch: bool = True,
+    random_labels: bool = True,
     update: bool = True,
     device: str = "auto",
     data_workers: int = 0,
     precision: str = "fp32",
+    checkpoints: tuple[int, int] | None = None,
+    **settings,
 ) -> pd.DataFrame:
-    """The geometry table of a trajectory (DESIGN section 5), in `precision` (strict fp32 unless
-    asked), deterministic algorithms on."""
+    """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
+    FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32 unless
+    asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
+    minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file."""
+    sources = Sources(samples, full_batch, random_labels, update, **settings)
     device = resolve_device(device)
     apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
@@ -222,21 +267,26 @@ def measure(
                 traj.optimizer_state(index) if update else None,
             )
 
-        measured = range(len(traj.checkpoint_steps) - 1)  # the last checkpoint is w* itself
-        steps = traj.checkpoint_steps[:-1]
+        measured = measured_range(traj, checkpoints)
+        total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
+        steps = traj.checkpoint_steps[measured.start : measured.stop]
         train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
+        fixed = fixed_batches(run["seed"], task.train_size, run["batch_size"],
+                              sources.fixed_batches)  # fmt: skip
+        full = {index: sources.full_batch_at(index, total) for index in measured}
         requests = (
             request
-            for step, batch in zip(steps.tolist(), train_batches)
-            for request in checkpoint_requests(task, step, batch, run["seed"], samples, full_batch)
+            for index, step, batch in zip(measured, steps.tolist(), train_batches)
+            for request in checkpoint_requests(task, step, batch, run["seed"], sources, fixed,
+                                               full[index])  # fmt: skip
         )
         stream = batches(task, requests, data_workers)
-        pending = reader.submit(read, 0) if len(measured) else None
+        pending = reader.submit(read, measured.start) if len(measured) else None
         progress = Progress(f"measure {run_name}", len(measured), "checkpoint")
         blocks, row_steps, row_sources, row_samples = [], [], [], []
-        for index, step in zip(measured, steps.tolist()):
+        for done, (index, step) in enumerate(zip(measured, steps.tolist()), 1):
             weights, buffers, optimizer_state = pending.result()
-            if index + 1 < len(measured):
+            if index + 1 < measured.stop:
                 pending = reader.submit(read, index + 1)  # read ahead while this one computes
             load_flat(model, weights, buffers)
             weights64 = torch.from_numpy(weights).to(device).double()
@@ -254,14 +304,7 @@ def measure(
                 )
             rows = []
             for source, sample, (loss, grad) in gradients_at(
-                probe,
-                stream,
-                step,
-                run["seed"],
-                samples,
-                full_batch,
-                random_labels,
-                update_direction,
+                probe, stream, step, run["seed"], sources, full[index], update_direction
             ):
                 # An update already holds any weight decay the optimizer applies.
                 decay = 0.0 if source == "update" else run["weight_decay"]
@@ -271,7 +314,7 @@ def measure(
                 row_sources.append(source)
                 row_samples.append(sample)
             blocks.append(torch.stack(rows).cpu().numpy())  # the one host sync of a checkpoint
-            if progress.advance(index + 1) or index + 1 == len(measured):
+            if progress.advance(done) or done == len(measured):
                 progress.line(step=step)
         progress.close()
         epochs = traj.steps("epoch")
@@ -289,6 +332,34 @@ def measure(
         },
         traj.param_count,
     )
+    table.attrs["fixed_batches"] = [batch.tolist() for batch in fixed]
+    with written(out) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table
+
+
+def measure_jobs(trajectory: str, out: str, job_checkpoints: int) -> None:
+    """[first, last] measured checkpoints of each measure job, at most `job_checkpoints` each,
+    as JSON, for the workflow to plan one measure job each."""
+    if job_checkpoints < 1:
+        raise ValueError(
+            f"job_checkpoints (measure.job_checkpoints) must be at least 1, not {job_checkpoints}"
+        )
+    with TrajectoryReader(trajectory) as traj:
+        measured = len(traj.checkpoint_steps) - 1
+    jobs = [[first, min(first + job_checkpoints, measured) - 1]
+            for first in range(0, measured, job_checkpoints)]  # fmt: skip
+    with written(out) as tmp:
+        tmp.write_text(json.dumps({"measured_checkpoints": measured, "jobs": jobs}))
+
+
+def gather(parts: list[str], out: str) -> pd.DataFrame:
+    """One geometry table of every measure job's rows, in checkpoint order: the one-job table."""
+    tables = sorted((pd.read_parquet(part) for part in parts), key=lambda t: t["step"].min())
+    table = pd.concat(tables, ignore_index=True)
+    if table[["step", "source", "sample"]].duplicated().any():
+        raise ValueError(f"{out}: the measure jobs overlap (a checkpoint appears twice)")
+    table.attrs = tables[0].attrs
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table

@@ -133,6 +133,39 @@ def measure_flag(key):
     return f"--{option}" if config["measure"][key] else f"--no-{option}"
 
 
+MEASURE_JOB_CHECKPOINTS = config["measure"]["job_checkpoints"]
+# One measure job per run, or one per `job_checkpoints` measured checkpoints, gathered.
+MEASURE_PART = "{run}/{first}-{last}" if MEASURE_JOB_CHECKPOINTS else "{run}"
+MEASURE_OUTPUT = (
+    "runs/{run}/measure/{first}-{last}.parquet"
+    if MEASURE_JOB_CHECKPOINTS
+    else "runs/{run}/geometry.parquet"
+)
+
+
+def measure_jobs_file(wildcards):
+    """The measure jobs' plan a part job belongs to (none with one job per run)."""
+    if not MEASURE_JOB_CHECKPOINTS:
+        return []
+    return results_path(f"runs/{wildcards.run}/measure/jobs.json")
+
+
+def measure_checkpoints_option(wildcards):
+    if not MEASURE_JOB_CHECKPOINTS:
+        return ""
+    return f"--checkpoints {wildcards.first} {wildcards.last}"
+
+
+def measured_parts(wildcards):
+    """Every measure job's table of a run, once `measure_jobs` has cut its checkpoints."""
+    with open(checkpoints.measure_jobs.get(run=wildcards.run).output[0]) as handle:
+        jobs = json.load(handle)["jobs"]
+    return [
+        results_path(f"runs/{wildcards.run}/measure/{first}-{last}.parquet")
+        for first, last in jobs
+    ]
+
+
 def replayed_segments(wildcards):
     """Every replay job's table of a run, once `segments` has cut the run's segments into jobs."""
     with open(checkpoints.segments.get(run=wildcards.run).output[0]) as handle:

@@ -1,12 +1,20 @@
+# The measure stage: RSI, EB and gamma along each run's path (`nwt measure`). With
+# measure.job_checkpoints N, a run's measured checkpoints are cut into jobs of at most N: the
+# checkpoint rule measure_jobs reads how many there are from the trajectory, Snakemake then plans
+# one measure job each (one Slurm job, one GPU), and gather_geometry makes of their tables the
+# geometry.parquet one job would have written.
+
+
 rule measure:
     input:
-        results_path("runs/{run}/trajectory.h5"),
+        trajectory=results_path("runs/{run}/trajectory.h5"),
+        jobs=measure_jobs_file,
     output:
-        results_path("runs/{run}/geometry.parquet"),
+        results_path(MEASURE_OUTPUT),
     log:
-        results_path("logs/measure/{run}.log"),
+        results_path(f"logs/measure/{MEASURE_PART}.log"),
     benchmark:
-        results_path("benchmarks/measure/{run}.tsv")
+        results_path(f"benchmarks/measure/{MEASURE_PART}.tsv")
     threads: stage_threads("measure")
     resources:
         **stage_resources("measure"),
@@ -15,9 +23,46 @@ rule measure:
         sources=" ".join(
             measure_flag(key) for key in ("full_batch", "random_labels", "update")
         ),
+        cadence=(
+            f"--full-batch-every {config['measure']['full_batch_every']}"
+            f" --fixed-batches {config['measure']['fixed_batches']}"
+            f" --full-batch-chunk {config['measure']['full_batch_chunk']}"
+        ),
+        checkpoints=measure_checkpoints_option,
         device=config["measure"]["device"],
         precision=config["measure"]["precision"],
     shell:
-        "nwt measure {input:q} --out {output:q} --run-name {wildcards.run:q}"
-        " --samples {params.samples} {params.sources} --precision {params.precision}"
+        "nwt measure {input.trajectory:q} --out {output:q} --run-name {wildcards.run:q}"
+        " --samples {params.samples} {params.sources} {params.cadence} {params.checkpoints}"
+        " --precision {params.precision}"
         f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"
+
+
+if MEASURE_JOB_CHECKPOINTS:
+
+    checkpoint measure_jobs:
+        input:
+            results_path("runs/{run}/trajectory.h5"),
+        output:
+            results_path("runs/{run}/measure/jobs.json"),
+        log:
+            results_path("logs/measure_jobs/{run}.log"),
+        benchmark:
+            results_path("benchmarks/measure_jobs/{run}.tsv")
+        params:
+            job_checkpoints=MEASURE_JOB_CHECKPOINTS,
+        shell:
+            "nwt measure-jobs {input:q} --job-checkpoints {params.job_checkpoints}"
+            " --out {output:q} > {log:q} 2>&1"
+
+    rule gather_geometry:
+        input:
+            measured_parts,
+        output:
+            results_path("runs/{run}/geometry.parquet"),
+        log:
+            results_path("logs/gather_geometry/{run}.log"),
+        benchmark:
+            results_path("benchmarks/gather_geometry/{run}.tsv")
+        shell:
+            "nwt gather-geometry {input:q} --out {output:q} > {log:q} 2>&1"
