@@ -109,14 +109,19 @@ PRESETS = sorted((REPO / "configs").glob("paper-*.yaml"))
 
 def test_plan_lists_every_preset_and_keeps_measurement_below_half_a_training():
     result = subprocess.run(
-        [Path(sys.executable).parent / "nwt", "plan", *map(str, PRESETS[:1])],
+        [Path(sys.executable).parent / "nwt", "plan", *map(str, PRESETS)],
         cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert "measure/train" in result.stdout
     for preset in PRESETS:
-        table = plan(validate_config(yaml.safe_load(preset.read_text()), SCHEMA))
+        assert f"configs/{preset.name}: minibatch passes" in result.stdout
+        config = validate_config(yaml.safe_load(preset.read_text()), SCHEMA)
+        table = plan(config)
         measured = table[~table.index.str.contains("--")]
         assert (measured["measure/train"] <= 0.5).all(), (preset.stem, measured["measure/train"])
+        # Every source of the geometry table is still measured, and the fixed minibatches.
+        sources = config["measure"]
+        assert sources["random_labels"] and sources["update"] and sources["fixed_batches"] > 0
+        assert sources["full_batch"] or preset.stem.startswith("paper-imagenet")
     cifar = plan(validate_config(yaml.safe_load(PRESETS[1].read_text()), SCHEMA)).loc["base"]
     assert PRESETS[1].stem == "paper-cifar10-resnet18"
     assert cifar["full_batch_passes"] > 0 and cifar["measure/train"] <= 0.5

@@ -11,7 +11,7 @@
     nwt figures --run-dir results/runs/base --out-dir results/figures/base geometry schedule bound
     nwt replay results/runs/base/trajectory.h5 --segments 0 28 \
         --out results/runs/base/dense/0-28.parquet
-    nwt plan configs/paper-cifar10-resnet18.yaml
+    nwt plan configs/paper-*.yaml
     nwt ablation-figure batch_size --config config.json --out figures/ablations/batch_size.png \
         results/runs/*/geometry.parquet
     nwt claims --config config.json --csv claims.csv --html claims.html \
@@ -103,7 +103,8 @@ def cmd_gather_geometry(args) -> None:
 def cmd_plan(args) -> None:
     from .plan import print_plan
 
-    print_plan(args.config, args.schema)
+    for config in args.configs:
+        print_plan(config, args.schema)
 
 
 def cmd_segments(args) -> None:
@@ -294,7 +295,9 @@ def parser() -> argparse.ArgumentParser:
     plan = stages.add_parser(
         "plan", help="per run and stage, the minibatch passes and checkpoint disk a config implies"
     )
-    plan.add_argument("config", help="a workflow config (YAML), such as a preset of configs/")
+    plan.add_argument(
+        "configs", nargs="+", help="workflow configs (YAML), such as the presets configs/*.yaml"
+    )
     plan.add_argument(
         "--schema", default="workflow/schemas/config.schema.yaml",
         help="the config schema (default: as seen from the workflow's directory)",
