@@ -12,9 +12,10 @@ import torch
 from conftest import SCHEMA
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import load_task, quadratic_problem
+from nowrongturns.data import load_task
 from nowrongturns.geometry import measure
 from nowrongturns.models import build_model
+from nowrongturns.synthetic import quadratic_problem
 from nowrongturns.train import train
 from nowrongturns.trajectory import TrajectoryReader
 
