@@ -18,7 +18,7 @@ one by one, each with its own row of uniforms.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,8 +32,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
-@dataclass(frozen=True)
-class Draw:
+class Draw(NamedTuple):  # a tuple: one is made for every training step
     """Which augmentation a batch gets: its stream and ids, and each example's position in the
     batch (None: 0..B-1; the full batch passes the example indices)."""
 

@@ -18,7 +18,7 @@ when asked.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -26,8 +26,7 @@ from .augment import Draw
 from .data import DatasetExamples, Task
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):  # a tuple: one is made for every training step
     indices: torch.Tensor  # of examples of `split`
     draw: Draw | None = None  # the augmentation (training examples only); None: none
     split: str = "train"

@@ -57,20 +57,25 @@ class Recorder:
         self.pending = None
 
     @torch.no_grad()
-    def before_step(self, step: int) -> None:
-        """Record the gradient's norms (before any clipping) and the weights before the step."""
-        grad_norms = torch._foreach_norm([p.grad for p in self.params])
-        torch.stack(grad_norms, out=self.tensor_norms[step, 0])
+    def before_step(self, step: int, clipping: bool) -> None:
+        """Keep the weights before the step; where the gradient will be clipped, record its norms
+        now, before clipping (else after the step, in one op with the update's)."""
+        if clipping:
+            grad_norms = torch._foreach_norm([p.grad for p in self.params])
+            torch.stack(grad_norms, out=self.tensor_norms[step, 0])
         torch._foreach_copy_(self.previous, self.params)
 
     @torch.no_grad()
     def after_step(self, step: int, loss: torch.Tensor, clip_factor: torch.Tensor | None) -> None:
-        """Record the step just taken: its loss, clip factor and update norms."""
+        """Record the step just taken: its loss, clip factor, gradient and update norms."""
         self.losses[step] = loss
-        if clip_factor is not None:
-            self.clip_factors[step] = clip_factor
         torch._foreach_sub_(self.previous, self.params)
-        torch.stack(torch._foreach_norm(self.previous), out=self.tensor_norms[step, 1])
+        if clip_factor is None:  # one op for both: a step costs a handful of small ops
+            norms = torch._foreach_norm([p.grad for p in self.params] + self.previous)
+            torch.stack(norms, out=self.tensor_norms[step].view(-1))
+        else:
+            self.clip_factors[step] = clip_factor
+            torch.stack(torch._foreach_norm(self.previous), out=self.tensor_norms[step, 1])
 
     def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         rows, steps = slice(start, stop), np.arange(start, stop)

@@ -52,6 +52,10 @@ def step_requests(steps, batch_size: int, shards: int = 1, rank: int = 0):
     """The pipeline requests of (step, indices) pairs: shard `rank` of `shards` of each step's
     minibatch, augmented as that step's draw by position in the whole minibatch; tagged with the
     step and all its indices."""
+    if shards == 1:  # the whole minibatch: positions 0..B-1, Draw's default
+        for step, indices in steps:
+            yield Request(indices, Draw(AUGMENT_TRAIN, (step,)), tag=(step, indices))
+        return
     part = distributed.shards(batch_size, shards)[rank]
     positions = torch.arange(batch_size)[part]
     for step, indices in steps:
@@ -177,12 +181,12 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
                     break
             set_lr(optimizer, lrs[step])
             optimizer.zero_grad()
-            loss = distributed.mean_over_ranks(
-                minibatch_backward(stepper, task, inputs, targets, precision=precision)
-            )
+            loss = minibatch_backward(stepper, task, inputs, targets, precision=precision)
+            if world_size > 1:
+                loss = distributed.mean_over_ranks(loss)  # the minibatch's, not a shard's
             if recorder is not None:
                 recorder.batches[step] = indices.numpy()
-                recorder.before_step(step)
+                recorder.before_step(step, clipping=run["clip_grad_norm"] is not None)
             clip_factor = clip_gradients(params, run["clip_grad_norm"])
             optimizer.step()
             if recorder is not None:
