@@ -25,16 +25,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .data import load_task
+from .factories import require_trusted
 from .files import written
 from .geometry import geometry_table, gradient_stats
 from .models import build_model, resolve_device
-from .optim import build_optimizer, load_state_vector
+from .optim import build_optimizer
+from .optimizer_state import load_state_vector
 from .pipeline import batches
 from .precision import apply_precision, uses_channels_last
 from .recorder import set_rng_states
@@ -77,7 +80,8 @@ def write_segments(trajectory: str, out: str, job_steps: int) -> None:
 
 
 def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: str,
-                    device: str = "auto", data_workers: int = 0) -> pd.DataFrame:  # fmt: skip
+                    device: str = "auto", data_workers: int = 0,
+                    trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
     """Per-step geometry of the training gradients of segments `first` to `last` (inclusive),
     replayed from checkpoint `first`; every segment's end is checked against its checkpoint.
     The steps are training's: its precision, and a DDP run's shards one after the other."""
@@ -90,6 +94,7 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
                 f"(0 to {segment_count - 1})"
             )
         run, precision, shards = traj.config, traj.precision, traj.world_size
+        require_trusted(run, trusted, trajectory)
         apply_precision(precision)
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()

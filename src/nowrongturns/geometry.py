@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import math
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -22,9 +23,11 @@ import torch
 
 from .augment import AUGMENT_FIXED, AUGMENT_FULL, AUGMENT_SAMPLED, AUGMENT_TRAIN, Draw
 from .data import FIXED, RANDOM_LABELS, SAMPLED, load_task, seeded_generator
+from .factories import require_trusted
 from .files import written
 from .models import build_model, resolve_device
-from .optim import build_optimizer, load_state_vector
+from .optim import build_optimizer
+from .optimizer_state import load_state_vector
 from .pipeline import Request, batches
 from .precision import apply_precision, autocast
 from .progress import Progress
@@ -242,17 +245,20 @@ def measure(
     data_workers: int = 0,
     precision: str = "fp32",
     checkpoints: tuple[int, int] | None = None,
+    trusted: Iterable[str] = (),
     **settings,
 ) -> pd.DataFrame:
     """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
     FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32 unless
     asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
-    minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file."""
+    minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
+    A factory the trajectory names is imported only where `trusted` names it (factories.py)."""
     sources = Sources(samples, full_batch, random_labels, update, **settings)
     device = resolve_device(device)
     apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
         run = traj.config
+        require_trusted(run, trusted, trajectory)
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task, traj.world_size, precision)

@@ -1,4 +1,5 @@
-"""Optimizers and learning-rate schedules from a run config, and the optimizer state as a vector.
+"""Optimizers and learning-rate schedules from a run config (the state as a vector:
+optimizer_state.py).
 
 optimizer = build_optimizer(run, model)
 lrs = lr_schedule(run, total_steps)            # float64 [T], the lr of every step
@@ -6,6 +7,7 @@ lrs = lr_schedule(run, total_steps)            # float64 [T], the lr of every st
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -13,20 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Per-parameter optimizer state stored in /checkpoints/optimizer, in this order, with its size
-# per parameter: "param" for a tensor shaped like the parameter, 1 for a scalar.
-STATE_LAYOUT = {
-    "sgd": (),
-    "momentum": (("momentum_buffer", "param"),),
-    "adam": (("step", 1), ("exp_avg", "param"), ("exp_avg_sq", "param")),
-    "adamw": (("step", 1), ("exp_avg", "param"), ("exp_avg_sq", "param")),
-}
+BUILTIN_OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+TORCH_OPTIM = "torch.optim."
 
 
 def build_optimizer(run: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Weight decay is coupled (added to the gradient) except in AdamW, where it is decoupled."""
+    """Weight decay is coupled (added to the gradient) except in AdamW, where it is decoupled.
+    "torch.optim.<Name>": that class with `optimizer_options` and the run's `weight_decay`."""
     params, lr, decay = model.parameters(), run["lr"], run["weight_decay"]
     name = run["optimizer"]
+    if name.startswith(TORCH_OPTIM):
+        return torch_optimizer(name, params, lr, decay, run.get("optimizer_options") or {})
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=decay)
     if name == "momentum":
@@ -37,42 +36,26 @@ def build_optimizer(run: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, weight_decay=decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
-    raise ValueError(f"optimizer {name!r} is unknown; known: {', '.join(STATE_LAYOUT)}")
+    raise ValueError(f"optimizer {name!r} is unknown; known: {', '.join(BUILTIN_OPTIMIZERS)}")
 
 
-def _state_slots(optimizer: torch.optim.Optimizer, name: str):
-    """(parameter, state key, size) for every slot of the flat state vector, in order."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for key, size in STATE_LAYOUT[name]:
-        for param in params:
-            yield param, key, param.numel() if size == "param" else size
-
-
-def state_size(optimizer: torch.optim.Optimizer, name: str) -> int:
-    return sum(size for _, _, size in _state_slots(optimizer, name))
-
-
-def state_vector(optimizer: torch.optim.Optimizer, name: str) -> torch.Tensor:
-    """The optimizer state, flat. State not created yet (before the first step) is zeros, which
-    every optimizer here treats exactly as it treats missing state."""
-    parts = []
-    for param, key, size in _state_slots(optimizer, name):
-        value = optimizer.state[param].get(key)
-        parts.append(
-            torch.zeros(size, device=param.device) if value is None else value.reshape(-1).float()
-        )
-    return torch.cat(parts) if parts else torch.zeros(0)
-
-
-def load_state_vector(optimizer: torch.optim.Optimizer, name: str, vector) -> None:
-    offset = 0
-    for param, key, size in _state_slots(optimizer, name):
-        values = torch.as_tensor(vector[offset : offset + size]).to(param.device)
-        if key == "step":  # Adam keeps its step count as a float32 scalar tensor on the CPU
-            optimizer.state[param][key] = values.reshape(()).cpu().float()
-        else:
-            optimizer.state[param][key] = values.reshape(param.shape).to(param.dtype).clone()
-        offset += size
+def torch_optimizer(name: str, params, lr: float, decay: float, options: dict):
+    """A torch.optim class by its dotted name; JSON lists in `options` (betas) become tuples.
+    Its lr is set at every step from the schedule."""
+    found = getattr(torch.optim, name.removeprefix(TORCH_OPTIM), None)
+    if not (isinstance(found, type) and issubclass(found, torch.optim.Optimizer)):
+        raise ValueError(f"optimizer {name!r}: torch.optim has no optimizer of that name")
+    if found is torch.optim.LBFGS:
+        raise ValueError(f"optimizer {name!r} steps with a closure, which training does not give")
+    options = {key: tuple(v) if isinstance(v, list) else v for key, v in options.items()}
+    if "weight_decay" in inspect.signature(found).parameters:
+        options["weight_decay"] = decay
+    elif decay:
+        raise ValueError(f"weight_decay {decay}: optimizer {name!r} takes no weight decay")
+    try:
+        return found(params, lr=lr, **options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"optimizer {name!r} with optimizer_options {options}: {error}") from None
 
 
 # lr_scaling rules: the factor f(B / B0) that a run of batch B applies to an lr given for B0.

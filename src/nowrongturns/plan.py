@@ -56,7 +56,8 @@ def state_sizes(run: dict, task) -> tuple[int, int, int]:
     import torch
 
     from .models import build_model
-    from .optim import build_optimizer, state_size
+    from .optim import build_optimizer
+    from .optimizer_state import state_size
 
     with torch.device("meta"):
         model = build_model(run, task)

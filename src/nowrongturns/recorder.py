@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .optim import state_vector
+from .optimizer_state import state_vector
 from .trajectory import TrajectoryWriter, flat_buffers, flat_parameters
 
 

@@ -22,7 +22,8 @@ from . import distributed
 from .augment import AUGMENT_TRAIN, Draw
 from .data import epoch_order, load_task
 from .models import build_model, resolve_device
-from .optim import build_optimizer, load_state_vector, lr_schedule, state_size
+from .optim import build_optimizer, lr_schedule
+from .optimizer_state import load_state_vector, state_size
 from .pipeline import Request, batches
 from .precision import apply_precision, autocast, uses_channels_last
 from .progress import Progress
