@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -173,6 +174,51 @@ def assert_same_contents(first: dict, second: dict) -> None:
             assert all(np.array_equal(x, y) for x, y in zip(a, b)), key
         else:
             assert np.array_equal(a, b), key
+
+
+# Training as the workflow runs it, and what the stored weights say each step was.
+
+
+def nwt_train(run: dict, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [Path(sys.executable).parent / "nwt", "train", "--run", json.dumps(run)]
+    command += ["--out", out, "--device", "cpu", "--threads", "1"]
+    return subprocess.run(command, env=env, capture_output=True, text=True)
+
+
+def stored(trajectory: Path) -> dict:
+    with h5py.File(trajectory) as f:
+        return {
+            "checkpoint_steps": f["checkpoints/step"][:],
+            "weights": f["checkpoints/weights"][:].astype(np.float64),
+            "lr": f["steps/lr"][:],
+            "grad_norm": f["steps/grad_norm"][:],
+            "clip_factor": f["steps/clip_factor"][:],
+        }
+
+
+def stepped_directions(trajectory: Path):
+    """(step, d_t = (w_t - w_{t+1}) / lr_t, w_t - w*) wherever steps t and t + 1 are both
+    checkpoints, from the stored weights alone."""
+    saved = stored(trajectory)
+    steps, weights = saved["checkpoint_steps"], saved["weights"]
+    for index in range(len(steps) - 2):  # w_{T-1} - w* is the last step itself
+        if steps[index + 1] == steps[index] + 1:
+            step = int(steps[index])
+            direction = (weights[index] - weights[index + 1]) / saved["lr"][step]
+            yield step, direction, weights[index] - weights[-1]
+
+
+def assert_rows_are_the_steps_taken(table, trajectory: Path, source: str) -> None:
+    """The `source` rows' norm and dot product with w_t - w* are those of the step the stored
+    weights took, to 1e-5 relative, at every pair of consecutive checkpoints."""
+    rows = table[table["source"] == source].set_index("step")
+    checked = 0
+    for step, direction, to_final in stepped_directions(trajectory):
+        row = rows.loc[step]
+        assert row["grad_norm"] == pytest.approx(np.linalg.norm(direction), rel=1e-5), step
+        assert row["dot"] == pytest.approx(direction @ to_final, rel=1e-5), step
+        checked += 1
+    assert checked >= 3
 
 
 @dataclass(frozen=True)

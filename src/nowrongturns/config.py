@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from .factories import FactoryError, factories, refuse_standard_library
+
 # Tasks whose data are read from a directory (config key `data`), not shipped with a package.
 LOCAL_TASKS = ("cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen")
 # Tasks whose answer is known by construction (data.py): the contrasting examples, set beside the
@@ -51,10 +53,18 @@ def _key_path(error) -> str:
     return "".join(parts).lstrip(".") or "(top level)"
 
 
+def _message(error) -> str:
+    """jsonschema's message, or for a value that may take several forms, what each form is."""
+    if error.validator != "anyOf":
+        return error.message
+    forms = "; ".join(form.get("description", str(form)) for form in error.validator_value)
+    return f"{error.instance!r} is none of: {forms}"
+
+
 def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
     errors = sorted(_DefaultingValidator(schema).iter_errors(instance), key=lambda e: list(e.path))
     if errors:
-        lines = [f"  {prefix}{_key_path(e)}: {e.message}" for e in errors]
+        lines = [f"  {prefix}{_key_path(e)}: {_message(e)}" for e in errors]
         raise ConfigError(f"invalid {what}:\n" + "\n".join(lines))
 
 
@@ -85,21 +95,51 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
             errors = list(_DefaultingValidator(base_schema).iter_errors(run))
             if errors:
                 raise ConfigError(
-                    f"invalid config:\n  ablations.{factor}[{index}]: {errors[0].message}"
+                    f"invalid config:\n  ablations.{factor}[{index}]: {_message(errors[0])}"
                 )
     for name, changes in config["runs"].items():
         if name in {"base", *_ablation_names(config)}:
             raise ConfigError(f"invalid config:\n  runs.{name}: the name of another run")
         errors = list(_DefaultingValidator(base_schema).iter_errors({**config["base"], **changes}))
         if errors:
-            raise ConfigError(f"invalid config:\n  runs.{name}: {errors[0].message}")
+            raise ConfigError(f"invalid config:\n  runs.{name}: {_message(errors[0])}")
     for name, run in expand_runs(config).items():
+        _check_code(run, _where(config, name))
         if run["task"] in LOCAL_TASKS and not run["data_dir"]:
             raise ConfigError(
                 f"invalid config:\n  data.{run['task']}: missing; run {name!r} trains on "
                 f"{run['task']}, which is read from a directory that `data` must name"
             )
     return config
+
+
+def _where(config: dict, run_name: str) -> str:
+    """Where a run's settings are written in the config: base, runs.NAME or ablations.FACTOR."""
+    if run_name == "base" or run_name in config["runs"]:
+        return "base" if run_name == "base" else f"runs.{run_name}"
+    return f"ablations.{run_name.split('=')[0]}"
+
+
+def _check_code(run: dict, where: str) -> None:
+    """The code a run names: no standard-library factory, and optimizer_options only where a
+    torch.optim optimizer takes them (lr and weight_decay are run keys of their own)."""
+    try:
+        for key, factory in factories(run).items():
+            refuse_standard_library(key, factory, f"{where}.")
+    except FactoryError as error:
+        raise ConfigError(f"invalid config:\n  {error}") from None
+    options = run["optimizer_options"]
+    if options and not run["optimizer"].startswith("torch.optim."):
+        raise ConfigError(
+            f"invalid config:\n  {where}.optimizer_options: for a 'torch.optim.<Name>' optimizer; "
+            f"optimizer {run['optimizer']!r} takes none"
+        )
+    for key in ("lr", "weight_decay"):
+        if key in options:
+            raise ConfigError(
+                f"invalid config:\n  {where}.optimizer_options.{key}: set the run key `{key}` "
+                "instead (the lr comes from the schedule)"
+            )
 
 
 def format_value(value) -> str:

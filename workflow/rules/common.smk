@@ -13,6 +13,7 @@ from nowrongturns.config import (
     expand_runs,
     validate_config,
 )
+from nowrongturns.factories import factories, module_file
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 try:
@@ -69,6 +70,24 @@ def results_path(relative):
 def run_config_json(wildcards):
     """Every training setting of one run: the train rule's only params, so any change retrains."""
     return json.dumps(RUNS[wildcards.run], sort_keys=True)
+
+
+def factory_sources(wildcards):
+    """The source files of the factories a run names (model, task) that lie in the working
+    directory or PYTHONPATH: inputs of training, so that editing one retrains (and changes the
+    between-workflow cache key)."""
+    found = (
+        module_file(factory) for factory in factories(RUNS[wildcards.run]).values()
+    )
+    return sorted({str(path) for path in found if path is not None})
+
+
+def trust_options(wildcards):
+    """`--trust` for each factory the run names: the stages that rebuild its model from the
+    trajectory import only the factories the workflow config names."""
+    return " ".join(
+        f"--trust {factory}" for factory in factories(RUNS[wildcards.run]).values()
+    )
 
 
 def loop_schedule_file(wildcards):

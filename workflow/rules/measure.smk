@@ -31,10 +31,11 @@ rule measure:
         checkpoints=measure_checkpoints_option,
         device=config["measure"]["device"],
         precision=config["measure"]["precision"],
+        trust=trust_options,
     shell:
         "nwt measure {input.trajectory:q} --out {output:q} --run-name {wildcards.run:q}"
         " --samples {params.samples} {params.sources} {params.cadence} {params.checkpoints}"
-        " --precision {params.precision}"
+        " --precision {params.precision} {params.trust}"
         f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"
 
 

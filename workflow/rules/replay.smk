@@ -34,9 +34,10 @@ rule replay:
         **stage_resources("replay"),
     params:
         device=config["measure"]["device"],
+        trust=trust_options,
     shell:
         "nwt replay {input.trajectory:q} --segments {wildcards.first} {wildcards.last}"
-        " --out {output:q}"
+        " --out {output:q} {params.trust}"
         " --run-name {wildcards.run:q} --device {params.device} --threads {threads}"
         f" {MEASURE_WORKERS} > {{log:q}} 2>&1"
 

@@ -6,6 +6,7 @@
 use rule train as retrain with:
     input:
         loop_schedule_file,
+        factory_sources,
     output:
         results_path("runs/{run}--{loop}/trajectory.h5"),
     log:

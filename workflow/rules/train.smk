@@ -1,4 +1,6 @@
 rule train:
+    input:
+        factory_sources,
     output:
         results_path("runs/{run}/trajectory.h5"),
     log:
