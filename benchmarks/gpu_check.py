@@ -84,7 +84,7 @@ def identity(folder: Path, device: str, tiny: bool) -> None:
 
 def measure_throughput(folder: Path, device: str, tiny: bool) -> None:
     cifar = folder / "cifar10"
-    write_cifar10(cifar, train=512 if tiny else 10000, test=10, rng=np.random.default_rng(0))
+    write_cifar10(cifar, train=320 if tiny else 10000, test=10, rng=np.random.default_rng(0))
     base = {"task": "cifar10", "model": "resnet18", "batch_size": 128, "epochs": 1,
             "width_multiplier": 0.125 if tiny else 1, "checkpoint": {"dense_first": 2, "every": 10}}
     run = run_config(base, {"cifar10": str(cifar)})
