@@ -27,10 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AUGMENT, Draw, counter_uniforms, standard_augmentation
-
-# The split is a property of the task, not of the run: every run (any seed) sees the same split.
-SPLIT_SEED = 0
-VALIDATION_FRACTION = 0.2
+from .sizes import SPLIT_SEED, pydoc_corpus, validation_count
 
 # What the model predicts per example: one class, a class per pixel, the next token per position,
 # one real number (least squares), or the point w itself (the loss is an objective f(w)).
@@ -203,7 +200,7 @@ class Task:
 def split_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of a dataset of `size` examples, the same for every run."""
     order = np.random.default_rng(SPLIT_SEED).permutation(size)
-    n_val = int(round(VALIDATION_FRACTION * size))
+    n_val = validation_count(size)
     return order[n_val:], order[:n_val]
 
 
@@ -315,10 +312,8 @@ def load_pydoc(run: dict) -> Task:
     characters; windows of `context` + 1 characters (run key `context`) are split into train and
     validation by `split_indices`. Inputs and targets are int64 [N, context].
     """
-    from pydoc_data.topics import topics
-
     context = positive_int(run, "context", "pydoc")
-    text = "\n".join(topics[key] for key in sorted(topics))
+    text = pydoc_corpus()
     vocabulary = sorted(set(text))
     index = {char: i for i, char in enumerate(vocabulary)}
     ids = np.array([index[char] for char in text], dtype=np.int64)
