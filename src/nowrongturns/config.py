@@ -1,4 +1,5 @@
-"""Workflow config: validation against the JSON schema (filling defaults) and expansion into runs.
+"""Workflow config: validation against the JSON schema (filling defaults) and beyond it, and
+expansion into runs.
 
 Pure Python on purpose (no torch import): the Snakefile imports it on every invocation.
 
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, validators
+
+from . import sizes
 
 # Tasks whose data are read from a directory (config key `data`), not shipped with a package.
 LOCAL_TASKS = ("cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen")
@@ -67,7 +71,8 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Return a validated copy of `config` with every default filled in.
 
     Raises ConfigError naming each offending key, e.g. ``base.lr: 'fast' is not of type 'number'``.
-    Ablation values are checked against the schema of the `base` key they replace.
+    Ablation values are checked against the schema of the `base` key they replace; then what
+    the schema cannot state (`_check_beyond_schema`).
     """
     schema = load_schema(schema_path)
     config = copy.deepcopy(dict(config))
@@ -99,7 +104,93 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
                 f"invalid config:\n  data.{run['task']}: missing; run {name!r} trains on "
                 f"{run['task']}, which is read from a directory that `data` must name"
             )
+    _check_beyond_schema(config)
     return config
+
+
+def _non_finite_numbers(value, path: str = "") -> list[str]:
+    """`key: problem` lines for every NaN or infinity anywhere in a config (YAML's .nan, .inf):
+    the schema's bounds let NaN through, as every comparison with it is false."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{path or '(top level)'}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return []
+    return [line for item_path, item in items for line in _non_finite_numbers(item, item_path)]
+
+
+def _run_problems(run: dict, max_bytes: float) -> list[tuple[str, str]]:
+    """(run key, problem) for what would fail or overflow inside this run's train job; the run
+    key "" stands for the run as a whole."""
+    facts = sizes.task_facts(run)
+    model, task = run["model"], run["task"]
+    kind = sizes.MODELS[model][0]
+    if kind != facts.kind:
+        fitting = ", ".join(name for name, spec in sizes.MODELS.items() if spec[0] == facts.kind)
+        why = f"{model} is a {kind} model, but task {task} is a {facts.kind} task, for {fitting}"
+        return [("model", why)]  # nothing else can be counted
+    problems = []
+    if model == "transformer" and run["width"] % run["heads"]:
+        why = f"{run['heads']} heads do not divide width {run['width']} (the d_model)"
+        problems.append(("heads", why))
+    side = min(facts.input_shape[1:], default=0)
+    if model in ("unet", "segnet") and side < 2 ** run["depth"]:
+        why = (f"{model} of depth {run['depth']} halves the {side}-pixel inputs of task {task} "
+               f"below one pixel (depth <= {int(math.log2(side))})")  # fmt: skip
+        problems.append(("depth", why))
+    if model in ("resnet18", "resnet50", "resnet152") and int(64 * run["width_multiplier"]) < 1:
+        why = f"{run['width_multiplier']} leaves int(64 x it) = 0 channels in the first stage"
+        problems.append(("width_multiplier", why))
+    if task == "pydoc" and facts.train_examples == 0:
+        why = f"{run['context']}: no window of context + 1 characters leaves a training example"
+        problems.append(("context", why))
+    elif facts.exact and run["batch_size"] > facts.train_examples:
+        at = f" at context {run['context']}" if task == "pydoc" else ""
+        why = f"{run['batch_size']} exceeds the {facts.train_examples} training examples"
+        problems.append(("batch_size", f"{why} of task {task}{at}"))
+    if run["schedule"] == "file" and not Path(run["schedule_file"]).is_file():
+        why = f"{run['schedule_file']!r}: no such file (schedule: file reads the lr from it)"
+        problems.append(("schedule_file", why))
+    if problems:
+        return problems
+    planned = sizes.planned_trajectory(run)
+    total = planned["checkpoint_bytes"] + planned["step_bytes"]
+    if total > max_bytes:
+        each = planned["checkpoint_bytes"] / planned["checkpoints"] / 1e9
+        why = (f"its trajectory would take about {total / 1e9:.3g} GB ({planned['checkpoints']} "
+               f"checkpoints of {each:.3g} GB, {planned['steps']} steps), over "
+               f"train.max_checkpoint_gb = {max_bytes / 1e9:g}: checkpoint less often "
+               "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb")
+        problems.append(("", why))
+    return problems
+
+
+def _check_beyond_schema(config: dict) -> None:
+    """What a schema cannot state, checked before any job: finite numbers (the schema's bounds
+    let NaN through, as every comparison with it is false), then per run what would fail or
+    overflow inside its train job. Each problem once, under the config key that sets the value
+    (`run_sources`). Pure Python, counted by sizes.py."""
+    problems = _non_finite_numbers(config)
+    if not problems:
+        runs = expand_runs(config)
+        max_bytes = config["train"]["max_checkpoint_gb"] * 1e9
+        processes = config["train"]["processes"]
+        found = {}
+        for name, (run_key, own_keys) in run_sources(config).items():
+            run = runs[name]
+            run_problems = _run_problems(run, max_bytes)
+            if run["batch_size"] % processes:
+                why = f"{run['batch_size']} does not divide into train.processes = {processes}"
+                run_problems.append(("batch_size", why))
+            for key, problem in run_problems:
+                where = own_keys.get(key, f"base.{key}") if key else run_key
+                found.setdefault(where, f"{problem} (run {name!r})")
+        problems = [f"{where}: {problem}" for where, problem in found.items()]
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {line}" for line in problems))
 
 
 def format_value(value) -> str:
@@ -124,6 +215,20 @@ def expand_runs(config: dict) -> dict[str, dict]:
     return {
         name: {**run, "data_dir": config["data"].get(run["task"], "")} for name, run in runs.items()
     }
+
+
+def run_sources(config: dict) -> dict[str, tuple[str, dict[str, str]]]:
+    """Run name -> (the config key of the run, {run key: the config key that sets it, where that
+    is not `base`}), in expand_runs' order: where an error about a run points."""
+    sources = {"base": ("base", {})}
+    for factor, values in config["ablations"].items():
+        for index, value in enumerate(values):
+            if value != config["base"][factor]:
+                key = f"ablations.{factor}[{index}]"
+                sources[f"{factor}={format_value(value)}"] = (key, {factor: key})
+    for name, changes in config["runs"].items():
+        sources[name] = (f"runs.{name}", {key: f"runs.{name}.{key}" for key in changes})
+    return sources
 
 
 def ablation_levels(config: dict) -> dict[str, list[tuple[object, list[str]]]]:
