@@ -1,6 +1,7 @@
 """The torch-free counts of sizes.py against the real things: every model built (on the meta
 device), every embedded and synthetic task loaded, the checkpoint steps listed."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -54,6 +55,40 @@ def test_state_sizes_are_the_built_models(task, model, changes):
                 state_size(build_optimizer({**run, "optimizer": optimizer}, built), optimizer),
             )
             assert counted == real, optimizer
+
+
+# (task, model, sizes, input shape): odd sides, and above 64 pixels the ImageNet stem.
+BATCHNORM_CASES = [
+    ("digits", "cnn", {}, None),
+    ("mnist5k", "resnet", {"depth": 1}, None),
+    ("digits", "resnet18", {"width_multiplier": 0.25}, None),
+    ("cifar10", "resnet18", {"width_multiplier": 0.25}, (3, 33, 31)),
+    ("imagenet", "resnet50", {"width_multiplier": 0.25}, (3, 75, 61)),
+    ("mnist5k-seg", "unet", {"width": 2, "depth": 2}, (1, 29, 27)),
+    ("mnist5k-seg", "segnet", {"width": 2, "depth": 3}, None),
+    ("digits", "mlp", {}, None),
+    ("pydoc", "transformer", {"width": 8, "heads": 2}, None),
+    ("rosenbrock", "point", {}, None),
+]
+
+
+@pytest.mark.parametrize("task, model, changes, shape", BATCHNORM_CASES)
+def test_smallest_batchnorm_map_is_the_built_models(task, model, changes, shape):
+    run = tiny_run(task=task, model=model, **changes)
+    facts = sizes.task_facts(run)
+    if shape:
+        facts = dataclasses.replace(facts, input_shape=shape)
+    built, seen = build_model(run, facts), []
+
+    def pixels(module, inputs, output):
+        seen.append(inputs[0][0, 0].numel())
+
+    for module in built.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_hook(pixels)
+    dtype = torch.long if facts.kind == "language" else torch.float32
+    built(torch.zeros(2, *facts.input_shape, dtype=dtype))
+    assert sizes.smallest_batchnorm_map(run, facts) == (min(seen) if seen else None)
 
 
 @pytest.mark.parametrize(

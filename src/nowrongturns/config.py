@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
@@ -122,9 +123,9 @@ def _non_finite_numbers(value, path: str = "") -> list[str]:
     return [line for item_path, item in items for line in _non_finite_numbers(item, item_path)]
 
 
-def _run_problems(run: dict, max_bytes: float) -> list[tuple[str, str]]:
-    """(run key, problem) for what would fail or overflow inside this run's train job; the run
-    key "" stands for the run as a whole."""
+def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
+    """(key, problem) for what would fail or overflow inside this run's jobs; the key is a run
+    key, a dotted key of the config (measure.full_batch_chunk), or "" for the run as a whole."""
     facts = sizes.task_facts(run)
     model, task = run["model"], run["task"]
     kind = sizes.MODELS[model][0]
@@ -154,18 +155,42 @@ def _run_problems(run: dict, max_bytes: float) -> list[tuple[str, str]]:
     if run["schedule"] == "file" and not Path(run["schedule_file"]).is_file():
         why = f"{run['schedule_file']!r}: no such file (schedule: file reads the lr from it)"
         problems.append(("schedule_file", why))
+    processes, batch = config["train"]["processes"], run["batch_size"]
+    if batch % processes:
+        why = f"{batch} does not divide into train.processes = {processes}"
+        problems.append(("batch_size", why))
+    pixels = sizes.smallest_batchnorm_map(run, facts)
+    # BatchNorm in train mode needs two values per channel: examples x pixels of its map.
+    if pixels and batch // processes * pixels < 2:  # (0 pixels: depth is refused above)
+        why = (f"{batch} in {processes} process(es) gives the BatchNorm of {model}'s "
+               f"{pixels}-pixel map one value per channel; training needs two "
+               f"(batch_size >= {-(-2 // pixels) * processes})")
+        problems.append(("batch_size", why))
+    measure = config["measure"]
+    last_chunk = facts.train_examples % measure["full_batch_chunk"]
+    if pixels == 1 and measure["full_batch"] and facts.exact and last_chunk == 1:
+        why = (f"{measure['full_batch_chunk']} leaves one example in the last chunk of the "
+               f"full-batch pass, one value per channel for the BatchNorm of {model}'s 1-pixel map")
+        problems.append(("measure.full_batch_chunk", why))
     if problems:
         return problems
+    max_bytes = config["train"]["max_checkpoint_gb"] * 1e9
     planned = sizes.planned_trajectory(run)
     total = planned["checkpoint_bytes"] + planned["step_bytes"]
     if total > max_bytes:
-        each = planned["checkpoint_bytes"] / planned["checkpoints"] / 1e9
-        why = (f"its trajectory would take about {total / 1e9:.3g} GB ({planned['checkpoints']} "
-               f"checkpoints of {each:.3g} GB, {planned['steps']} steps), over "
+        each = _gigabytes(planned["checkpoint_bytes"] // planned["checkpoints"])
+        why = (f"its trajectory would take about {_gigabytes(total)} GB ({planned['checkpoints']} "
+               f"checkpoints of {each} GB, {planned['steps']} steps), over "
                f"train.max_checkpoint_gb = {max_bytes / 1e9:g}: checkpoint less often "
                "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb")
         problems.append(("", why))
     return problems
+
+
+def _gigabytes(count: int) -> str:
+    """`count` bytes in GB, to 3 digits; as a Decimal where a float would overflow (the sizes of
+    absurd configs, a cnn 1000 blocks deep)."""
+    return f"{count / 1e9:.3g}" if count < 1e300 else f"{Decimal(count) / 10**9:.3g}"
 
 
 def _check_beyond_schema(config: dict) -> None:
@@ -175,18 +200,10 @@ def _check_beyond_schema(config: dict) -> None:
     (`run_sources`). Pure Python, counted by sizes.py."""
     problems = _non_finite_numbers(config)
     if not problems:
-        runs = expand_runs(config)
-        max_bytes = config["train"]["max_checkpoint_gb"] * 1e9
-        processes = config["train"]["processes"]
-        found = {}
+        runs, found = expand_runs(config), {}
         for name, (run_key, own_keys) in run_sources(config).items():
-            run = runs[name]
-            run_problems = _run_problems(run, max_bytes)
-            if run["batch_size"] % processes:
-                why = f"{run['batch_size']} does not divide into train.processes = {processes}"
-                run_problems.append(("batch_size", why))
-            for key, problem in run_problems:
-                where = own_keys.get(key, f"base.{key}") if key else run_key
+            for key, problem in _run_problems(runs[name], config):
+                where = key if "." in key else own_keys.get(key, f"base.{key}") if key else run_key
                 found.setdefault(where, f"{problem} (run {name!r})")
         problems = [f"{where}: {problem}" for where, problem in found.items()]
     if problems:

@@ -243,6 +243,35 @@ MODELS = {
 }
 
 
+def _halve_ceil(side: int) -> int:  # a stride-2 convolution or max-pool padded to keep the edge
+    return (side + 1) // 2
+
+
+def _halve_floor(side: int) -> int:  # max_pool2d(2)
+    return side // 2
+
+
+def smallest_batchnorm_map(run: dict, facts: TaskFacts) -> int | None:
+    """Pixels of the smallest feature map the run's model normalizes with BatchNorm, per example
+    and channel (None: no BatchNorm). Training needs more than one value per channel across a
+    minibatch: minibatch (or shard) x pixels >= 2."""
+    halvings = {
+        "cnn": [],
+        "resnet": [_halve_ceil] * 2,  # stages 2 and 3
+        "unet": [_halve_floor] * run["depth"],  # down to the bottom level
+        "segnet": [_halve_floor] * (run["depth"] - 1),  # the last encoder stage, before its pool
+    }
+    if run["model"] in ("resnet18", "resnet50", "resnet152"):
+        stem = [] if min(facts.input_shape[1:]) <= 64 else [_halve_ceil] * 2  # conv, max-pool
+        halvings[run["model"]] = stem + [_halve_ceil] * 3  # layers 2, 3, 4
+    if run["model"] not in halvings:
+        return None
+    sides = list(facts.input_shape[1:])
+    for halve in halvings[run["model"]]:
+        sides = [halve(side) for side in sides]
+    return math.prod(sides)
+
+
 def state_sizes(run: dict, facts: TaskFacts) -> tuple[int, int, int]:
     """(parameters, buffer values, optimizer state values) of a run's model: what one checkpoint
     holds (optim.STATE_LAYOUT: a momentum buffer, or Adam's two moments and a step count per
