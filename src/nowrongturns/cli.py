@@ -48,11 +48,20 @@ def cmd_train(args) -> None:
 
     from .config import load_config
     from .train import train
+    from .trajectory import DiskFullError
 
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
-    train(load_config(args.run), args.out, device=args.device, run_name=run_name,
-          data_workers=args.data_workers, precision=args.precision)  # fmt: skip
+    try:
+        train(load_config(args.run), args.out, device=args.device, run_name=run_name,
+              data_workers=args.data_workers, precision=args.precision)  # fmt: skip
+    except DiskFullError as error:
+        if not error.torn:
+            raise
+        # HDF5 cannot close a file whose flush failed, and h5py crashes trying to at exit; each
+        # try could tear more. Leave at once: the rerun cuts the torn tail.
+        print(f"nwt train: error: {error}", file=sys.stderr, flush=True)
+        os._exit(1)
     # What the job cost, for sizing config `resources`: the train rule has no benchmark file
     # (Snakemake allows none beside its between-workflow cache).
     cost = f"{time.perf_counter() - started:.1f} s wall, peak memory {_peak_rss_mb():.0f} MB"

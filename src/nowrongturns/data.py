@@ -25,10 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AUGMENT, Draw, counter_uniforms, standard_augmentation
-
-# The split is a property of the task, not of the run: every run (any seed) sees the same split.
-SPLIT_SEED = 0
-VALIDATION_FRACTION = 0.2
+from .sizes import SPLIT_SEED, validation_count
 
 # What the model predicts per example: one class, a class per pixel, the next token per position,
 # one real number (least squares), or the point w itself (the loss is an objective f(w)).
@@ -252,7 +249,7 @@ class Task:
 def split_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of a dataset of `size` examples, the same for every run."""
     order = np.random.default_rng(SPLIT_SEED).permutation(size)
-    n_val = int(round(VALIDATION_FRACTION * size))
+    n_val = validation_count(size)
     return order[n_val:], order[:n_val]
 
 

@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 
 from .data import Task, positive_int, token_windows
+from .sizes import pydoc_corpus  # shared with the torch-free counts
 
 
 def load_digits(run: dict) -> Task:
@@ -69,10 +70,8 @@ def load_pydoc(run: dict) -> Task:
     characters; windows of `context` + 1 characters (run key `context`) are split into train and
     validation by `split_indices`. Inputs and targets are int64 [N, context].
     """
-    from pydoc_data.topics import topics
-
     context = positive_int(run, "context", "pydoc")
-    text = "\n".join(topics[key] for key in sorted(topics))
+    text = pydoc_corpus()
     vocabulary = sorted(set(text))
     index = {char: i for i, char in enumerate(vocabulary)}
     ids = np.array([index[char] for char in text], dtype=np.int64)

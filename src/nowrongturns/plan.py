@@ -8,94 +8,71 @@ The README's cost model, counted: training takes T = epochs x floor(N / B) minib
 batch) + `samples` + `random_labels` + `fixed_batches` minibatch gradients, and at every
 `full_batch_every`-th (and the first and last measured) a pass over the N training examples, N / B
 minibatch-equivalents; dense replay, T more. A trajectory holds K checkpoints of 4 (P + Q + S)
-bytes (parameters, buffers, optimizer state, in float32). N comes from the data where it is
-embedded, from the official releases' sizes where it is on disk (TRAIN_EXAMPLES).
+bytes (parameters, buffers, optimizer state, in float32). N comes from the task where it is
+embedded, from the official releases' sizes where it is on disk; P, Q and S are counted without
+building the model (sizes.py, as the config checks count them), except for a run naming code of
+its own, whose model is built.
 """
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pandas as pd
 
-# Training examples of the tasks read from disk, as this package splits the official releases.
-TRAIN_EXAMPLES = {
-    "cifar10": 40_000,  # 80 % of the 50 000 training images
-    "cifar100": 40_000,
-    "imagenet": 1_281_167,  # ILSVRC-2012 train
-    "wikitext2": 2_088_628 // 33,  # windows of 33 tokens of wiki.train.tokens
-    # The 11 training areas, tiles of 256 every 64 pixels: about the reference's 10 000 windows.
-    "vaihingen": 10_000,
-}
-# (kind, classes, input shape) of the tasks on disk, for counting their models' parameters.
-SHAPES = {
-    "cifar10": ("classification", 10, lambda run: (3, 32, 32)),
-    "cifar100": ("classification", 100, lambda run: (3, 32, 32)),
-    "imagenet": ("classification", 1000, lambda run: (3, 224, 224)),
-    "wikitext2": ("language", 33_278, lambda run: (run["context"],)),
-    "vaihingen": ("segmentation", 6, lambda run: (3, run["tile"], run["tile"])),
-}
+from . import sizes
+from .factories import is_factory
 
 
-def task_facts(run: dict):
-    """(training examples, a stand-in task with kind, classes and input shape)."""
-    if run["task"] in TRAIN_EXAMPLES:
-        kind, classes, shape = SHAPES[run["task"]]
-        task = SimpleNamespace(kind=kind, num_classes=classes, input_shape=shape(run))
-        return TRAIN_EXAMPLES[run["task"]], task
+def built_trajectory(run: dict) -> dict[str, int]:
+    """sizes.planned_trajectory of a run naming code of its own (a factory, a timm model, whose
+    sizes are known only once built): its task loaded and its model and optimizer built."""
     from .data import load_task
-
-    task = load_task(run)
-    return task.train_size, task
-
-
-def state_sizes(run: dict, task) -> tuple[int, int, int]:
-    """(parameters, buffer values, optimizer state values) of a run's model, built on the meta
-    device: no memory, no init."""
-    import torch
-
     from .models import build_model
     from .optim import build_optimizer
     from .optimizer_state import state_size
 
-    with torch.device("meta"):
-        model = build_model(run, task)
-        optimizer = build_optimizer(run, model)
-        return (
-            sum(p.numel() for p in model.parameters()),
-            sum(b.numel() for b in model.buffers()),
-            state_size(optimizer, run["optimizer"]),
-        )
+    task = load_task(run)
+    model = build_model(run, task)
+    params = sum(p.numel() for p in model.parameters())
+    state = params + sum(b.numel() for b in model.buffers())
+    state += state_size(build_optimizer(run, model), run["optimizer"])
+    steps = run["epochs"] * (task.train_size // run["batch_size"])
+    checkpoints = sizes.checkpoint_count(steps, **run["checkpoint"])
+    return {
+        "examples": task.train_size,
+        "steps": steps,
+        "checkpoints": checkpoints,
+        "parameters": params,
+        "checkpoint_bytes": checkpoints * 4 * state,
+        "step_bytes": steps * (sizes.STEP_ROW_BYTES + 8 * run["batch_size"]),
+    }
 
 
 def plan_run(run: dict, measure: dict) -> dict:
     from .geometry import Sources
-    from .train import checkpoint_steps
 
-    examples, task = task_facts(run)
-    batch = run["batch_size"]
-    steps = run["epochs"] * (examples // batch)
-    checkpoints = len(checkpoint_steps(steps, **run["checkpoint"]))
-    measured = checkpoints - 1
+    own_code = run["model"] not in sizes.MODELS or is_factory(run["task"])
+    planned = built_trajectory(run) if own_code else sizes.planned_trajectory(run)
+    examples, steps, batch = planned["examples"], planned["steps"], run["batch_size"]
+    measured = planned["checkpoints"] - 1
     per_checkpoint = 1 + measure["samples"] + measure["random_labels"] + measure["fixed_batches"]
     sources = Sources(measure["samples"], measure["full_batch"],
                       full_batch_every=measure["full_batch_every"])  # fmt: skip
     full = sum(sources.full_batch_at(index, measured) for index in range(measured))
     measure_passes = measured * per_checkpoint + full * examples / batch
-    params, buffers, optimizer = state_sizes(run, task)
     return {
         "examples": examples,
         "steps": steps,
-        "checkpoints": checkpoints,
+        "checkpoints": planned["checkpoints"],
         "train_passes": steps,
         "minibatch_gradients": measured * per_checkpoint,
         "full_batch_passes": full,
         "measure_passes": measure_passes,
         "measure/train": measure_passes / steps if steps else math.nan,
         "replay_passes": steps if measure["dense"] else 0,
-        "parameters": params,
-        "checkpoint_gb": checkpoints * 4 * (params + buffers + optimizer) / 1e9,
+        "parameters": planned["parameters"],
+        "checkpoint_gb": planned["checkpoint_bytes"] / 1e9,
     }
 
 

@@ -98,6 +98,7 @@ class Recorder:
         if not finite.all():
             diverged = self.flushed + int(np.argmin(finite))
             self.wait()
+            self.writer.check_space(diverged + 1 - self.flushed, checkpoint=None)
             self.writer.append_steps(self._block(self.flushed, diverged + 1))
             return diverged
         block = self._block(self.flushed, step)
@@ -107,13 +108,15 @@ class Recorder:
         return None
 
     def _write(self, block: dict, step: int, state: dict) -> None:
+        self.writer.check_space(len(block["step"]), checkpoint=step)  # before writing any of it
         self.writer.append_steps(block)
         self.writer.append_checkpoint(step, **state)
 
     def wait(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
+        """Wait for the write in flight; its error, if any, is raised here (once)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
 
     def close(self) -> None:
         """Wait for the write in flight, even when training failed (its error is then moot)."""

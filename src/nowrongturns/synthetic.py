@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from .data import Task, numpy_examples, positive_int
+from .sizes import OBJECTIVE_EXAMPLES, QUADRATIC_EXAMPLES  # shared with the torch-free counts
 
 # Built from fixed seeds: the same problem for every run seed.
 QUADRATIC_SEED = 0
 QUADRATIC_EIGENVALUES = (0.01, 1.0)  # the smallest and largest, log-spaced: condition number 100
-QUADRATIC_EXAMPLES = {"train": 16, "validation": 4}  # examples per dimension of each split
 
 
 def exact_covariance_inputs(
@@ -71,10 +71,6 @@ def rosenbrock(points: torch.Tensor) -> torch.Tensor:
     minimum 0 at (1, 1)."""
     x, y = points.unbind(-1)
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
-
-
-# Placeholder examples of an objective: only their indices matter, so that minibatches exist.
-OBJECTIVE_EXAMPLES = 125  # 100 train, 25 validation
 
 
 def load_rosenbrock(run: dict) -> Task:

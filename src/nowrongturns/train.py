@@ -199,8 +199,10 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
                 diverged = save_checkpoint(total_steps)
     except BaseException:
         if recorder is not None:
-            recorder.close()
-            writer.abandon()
+            try:
+                recorder.close()
+            finally:
+                writer.abandon()
         raise
     if recorder is None:  # another rank: rank 0 evaluates and writes
         distributed.close()

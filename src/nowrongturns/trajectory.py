@@ -7,9 +7,11 @@ with TrajectoryReader("results/runs/base/trajectory.h5") as traj:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +19,14 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
+
+from .trajectory_disk import (
+    METADATA_MARGIN,
+    datasets,
+    is_disk_full,
+    new_chunk_bytes,
+    whole_checkpoints,
+)
 
 FORMAT = "nowrongturns-trajectory"
 # Version 2 (DESIGN section 8) adds the attributes world_size and precision and the step column
@@ -44,6 +54,15 @@ VERSION_1_ATTRIBUTES = {"world_size": 1, "precision": "fp32"}
 
 class TrajectoryError(RuntimeError):
     """A trajectory file that cannot be used; the message names the file (and checkpoint)."""
+
+
+class DiskFullError(TrajectoryError):
+    """No room on the device for the next write; `torn`: a write failed half way (the resume
+    cuts what it tore, and HDF5 cannot close the file)."""
+
+    def __init__(self, message: str, torn: bool):
+        super().__init__(message)
+        self.torn = torn
 
 
 def partial_path(path: str | Path) -> Path:
@@ -122,11 +141,12 @@ class TrajectoryWriter:
             "world_size": world_size,
             "precision": precision,
         }
+        self.torn = False  # a write failed half way (a full disk)
         self.file = self._reopen(identity)
         if self.file is None:
             self._create(identity, model, optimizer_size, rng_sizes, batch_size)
         # Looked up once: h5py's lookup by name costs more than a small append.
-        self.datasets = {dataset.name[1:]: dataset for dataset in _datasets(self.file)}
+        self.datasets = {dataset.name[1:]: dataset for dataset in datasets(self.file)}
         self.rng_names = list(self.file["checkpoints/rng"])
 
     def _create(self, identity, model, optimizer_size, rng_sizes, batch_size) -> None:
@@ -171,7 +191,7 @@ class TrajectoryWriter:
         try:
             file = h5py.File(partial, "r+")
             same_run = all(file.attrs.get(key) == value for key, value in identity.items())
-            checkpoint_count = len(file["checkpoints/step"])
+            listed, checkpoint_count = len(file["checkpoints/step"]), whole_checkpoints(file)
         except (OSError, KeyError) as error:
             print(f"{partial}: unreadable ({error}); training from the start", file=sys.stderr)
             partial.unlink()
@@ -182,11 +202,13 @@ class TrajectoryWriter:
                 f"{partial}: another run or no checkpoint; training from the start", file=sys.stderr
             )
             return None
-        # /checkpoints/step is written last: it says which checkpoints are whole.
-        for dataset in _datasets(file["checkpoints"]):
+        if checkpoint_count < listed:
+            print(f"{partial}: the last {listed - checkpoint_count} checkpoint(s) are torn "
+                  "(a write that failed half way); cut", file=sys.stderr)  # fmt: skip
+        for dataset in datasets(file["checkpoints"]):
             dataset.resize(checkpoint_count, axis=0)
         last_step = int(file["checkpoints/step"][-1])
-        for dataset in _datasets(file["steps"]):
+        for dataset in datasets(file["steps"]):
             dataset.resize(last_step, axis=0)
         print(f"{partial}: resuming from the checkpoint at step {last_step}", file=sys.stderr)
         return file
@@ -221,6 +243,35 @@ class TrajectoryWriter:
         dataset.resize(start + len(rows), axis=0)
         dataset[start:] = rows
 
+    def check_space(self, steps: int, checkpoint: int | None) -> None:
+        """Refuse, before writing any of it, an append of `steps` step rows (and the checkpoint
+        at step `checkpoint`) that the disk has no room for: a write that fails half way can
+        tear the file, one never begun leaves it as its last flush did, resumable."""
+        rows = {f"steps/{name}": steps for name in [*STEP_COLUMNS, "batch_indices"]}
+        if checkpoint is not None:
+            rows.update({name: 1 for name in self.datasets if name.startswith("checkpoints/")})
+        needed = METADATA_MARGIN + sum(new_chunk_bytes(self.datasets[name], count)
+                                       for name, count in rows.items())  # fmt: skip
+        free = shutil.disk_usage(self.file.filename).free
+        if free < needed:
+            what = f"{steps} step rows" + (f" and the checkpoint at step {checkpoint}"
+                                           if checkpoint is not None else "")  # fmt: skip
+            raise self._disk_full(f"{what} need {needed} bytes with HDF5's own", free)
+
+    def _disk_full(self, what: str, free: int | None = None) -> DiskFullError:
+        """The error of a full disk. `free` given: found before writing, so the file is as its
+        last flush left it; else a write failed half way, and the resume cuts what it tore."""
+        steps, torn = self.file["checkpoints/step"], free is None
+        if torn:
+            free, again = shutil.disk_usage(self.file.filename).free, "its last whole checkpoint"
+        else:
+            again = f"the checkpoint at step {steps[-1]}" if len(steps) else None
+        again = f"it resumes from {again}" if again else "it starts from the beginning"
+        return DiskFullError(
+            f"{self.file.filename}: no space left on the device: {what}, and {free} bytes are "
+            f"free there. Free space and run the job again: {again}", torn
+        )
+
     def append_steps(self, columns: dict[str, np.ndarray]) -> None:
         """Append a block of /steps rows: every STEP_COLUMNS entry plus batch_indices."""
         for name in [*STEP_COLUMNS, "batch_indices"]:
@@ -237,27 +288,34 @@ class TrajectoryWriter:
             rng = np.asarray(rng_states[name], np.uint8)[None]
             self._append(self.datasets[f"checkpoints/rng/{name}"], rng)
         self._append(self.datasets["checkpoints/step"], np.array([step]))  # last: marks it whole
-        self.file.flush()
+        with self._disk_errors(f"the flush of the checkpoint at step {step} failed"):
+            self.file.flush()
 
     def finish(self, status: str = "complete", **attrs) -> Path:
+        self.check_space(0, checkpoint=None)
         self.file.attrs.update(status=status, **attrs)
-        self.file.close()
+        with self._disk_errors("closing the finished file failed"):
+            self.file.close()
         os.replace(partial_path(self.path), self.path)
         return self.path
 
+    @contextlib.contextmanager
+    def _disk_errors(self, what: str):
+        """HDF5's own error for a full disk (errno 28 inside a RuntimeError) as one naming the
+        file and the space."""
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            if not is_disk_full(error):
+                raise
+            self.torn = True
+            raise self._disk_full(what) from error
+
     def abandon(self) -> None:
-        """Close without renaming: the partial file stays for a later resume."""
-        if self.file.id.valid:
+        """Close without renaming: the partial file stays for a later resume. Not a torn one:
+        HDF5 cannot close it, and each try could tear more (the resume cuts what is torn)."""
+        if self.file.id.valid and not self.torn:
             self.file.close()
-
-
-def _datasets(group: h5py.Group):
-    """Every dataset below a group."""
-    for item in group.values():
-        if isinstance(item, h5py.Dataset):
-            yield item
-        else:
-            yield from _datasets(item)
 
 
 # --- reader ------------------------------------------------------------------------------------
