@@ -172,12 +172,13 @@ def test_a_torch_optimizer_resumes_bit_for_bit_and_its_update_is_the_step(optimi
                    lr=0.01, checkpoint={"dense_first": 4, "every": 10})  # fmt: skip
     reference, killed = tmp_path / "reference.h5", tmp_path / "killed.h5"
     assert nwt_train(run, reference).returncode == 0
-    # The 13th minibatch: step 12, after checkpoint 10.
+    # The 13th minibatch: step 12, after checkpoint 10 (which the background writer may not have
+    # flushed yet: the resume starts from the last whole checkpoint, whichever it is).
     hooks = kill_hooks(tmp_path / "hooks")
     env = {**os.environ, "PYTHONPATH": str(hooks), "NWT_TEST_KILL_AT_BATCH": "13"}
     assert nwt_train(run, killed, env).returncode == -signal.SIGKILL
     resumed = nwt_train(run, killed)
-    assert "resuming from the checkpoint at step 10" in resumed.stderr, resumed.stderr
+    assert "resuming from the checkpoint at step" in resumed.stderr, resumed.stderr
     assert_same_contents(hdf5_contents(killed), hdf5_contents(reference))
     table = measure(reference, tmp_path / "g.parquet", "own", samples=1, device="cpu")
     assert_rows_are_the_steps_taken(table, reference, "update")
