@@ -125,6 +125,7 @@ def test_rosenbrock_takes_wrong_turns_the_quadratic_does_not(measured):
     ],
 )
 def test_model_refuses_a_task_of_another_kind(model, task, kinds):
-    run = schema_run({**task, "model": model})
+    """Behind the config check, which refuses it first (test_config.py)."""
+    run = {**schema_run(task), "model": model}
     with pytest.raises(ValueError, match=f"model '{model}' is for {kinds} tasks"):
         build_model(run, load_task(run))
