@@ -308,3 +308,14 @@ def test_the_readme_section_your_own_model_runs_as_written(tmp_path):
         config = json.loads(f.attrs["config"])
     assert (config["model"], config["optimizer"]) == ("my_lab:residual_mlp", "torch.optim.NAdam")
     assert (example / "runs/seed=1/geometry.parquet").is_file()
+
+
+def test_a_run_naming_its_own_code_still_has_its_settings_checked():
+    """Its sizes wait for the job; a missing schedule file or a batch that does not split into
+    the DDP processes does not."""
+    schema = REPO / "workflow/schemas/config.schema.yaml"
+    own = {"model": "lab:gated", "task": "lab:blobs", "batch_size": 33}
+    with pytest.raises(ValueError, match=r"base\.batch_size: 33 does not divide into train"):
+        validate_config({"base": own, "train": {"processes": 2}}, schema)
+    with pytest.raises(ValueError, match=r"base\.schedule_file: 'gone\.json': no such file"):
+        validate_config({"base": {**own, "schedule": "file", "schedule_file": "gone.json"}}, schema)

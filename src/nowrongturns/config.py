@@ -152,11 +152,24 @@ def _non_finite_numbers(value, path: str = "") -> list[str]:
     return [line for item_path, item in items for line in _non_finite_numbers(item, item_path)]
 
 
+def _setting_problems(run: dict, config: dict) -> list[tuple[str, str]]:
+    """(key, problem) of the settings any run can be checked for, whatever code it names."""
+    problems = []
+    if run["schedule"] == "file" and not Path(run["schedule_file"]).is_file():
+        why = f"{run['schedule_file']!r}: no such file (schedule: file reads the lr from it)"
+        problems.append(("schedule_file", why))
+    processes, batch = config["train"]["processes"], run["batch_size"]
+    if batch % processes:
+        why = f"{batch} does not divide into train.processes = {processes}"
+        problems.append(("batch_size", why))
+    return problems
+
+
 def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
     """(key, problem) for what would fail or overflow inside this run's jobs; the key is a run
     key, a dotted key of the config (measure.full_batch_chunk), or "" for the run as a whole."""
     model, task = run["model"], run["task"]
-    problems = _code_problems(run)
+    problems = _code_problems(run) + _setting_problems(run, config)
     if model not in sizes.MODELS or is_factory(task):
         return problems  # what your own code holds is known only once it is imported (a job)
     facts = sizes.task_facts(run)
@@ -183,13 +196,7 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
         at = f" at context {run['context']}" if task == "pydoc" else ""
         why = f"{run['batch_size']} exceeds the {facts.train_examples} training examples"
         problems.append(("batch_size", f"{why} of task {task}{at}"))
-    if run["schedule"] == "file" and not Path(run["schedule_file"]).is_file():
-        why = f"{run['schedule_file']!r}: no such file (schedule: file reads the lr from it)"
-        problems.append(("schedule_file", why))
     processes, batch = config["train"]["processes"], run["batch_size"]
-    if batch % processes:
-        why = f"{batch} does not divide into train.processes = {processes}"
-        problems.append(("batch_size", why))
     pixels = sizes.smallest_batchnorm_map(run, facts)
     # BatchNorm in train mode needs two values per channel: examples x pixels of its map.
     if pixels and batch // processes * pixels < 2:  # (0 pixels: depth is refused above)

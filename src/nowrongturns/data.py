@@ -233,7 +233,7 @@ class Task:
         if kind not in KINDS:
             raise ValueError(f"task {name!r}: kind {kind!r} is none of {', '.join(KINDS)}")
         if len(train) == 0 or len(validation) == 0:
-            raise ValueError(f"task {name!r}: its training and validation examples must be some")
+            raise ValueError(f"task {name!r}: no training or no validation examples")
         return cls(name, kind, train, validation, int(num_classes), input_shape,
                    provenance=dict(provenance or {}))  # fmt: skip
 

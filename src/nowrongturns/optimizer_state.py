@@ -124,10 +124,10 @@ def state_vector(optimizer: torch.optim.Optimizer, name: str) -> torch.Tensor:
     parts = []
     for slot in slots(optimizer, name):
         state = optimizer.state.get(slot.param)
-        if slot.key == "":
-            value = float(bool(state))
-        else:
-            value = state.get(slot.key) if state else None
+        if slot.key == "":  # made on the device: no host tensor to copy over
+            parts.append(torch.full((1,), float(bool(state)), device=device))
+            continue
+        value = state.get(slot.key) if state else None
         if value is None:
             parts.append(torch.zeros(slot.size, device=device))
         else:

@@ -35,18 +35,9 @@ def built_trajectory(run: dict) -> dict[str, int]:
     task = load_task(run)
     model = build_model(run, task)
     params = sum(p.numel() for p in model.parameters())
-    state = params + sum(b.numel() for b in model.buffers())
-    state += state_size(build_optimizer(run, model), run["optimizer"])
-    steps = run["epochs"] * (task.train_size // run["batch_size"])
-    checkpoints = sizes.checkpoint_count(steps, **run["checkpoint"])
-    return {
-        "examples": task.train_size,
-        "steps": steps,
-        "checkpoints": checkpoints,
-        "parameters": params,
-        "checkpoint_bytes": checkpoints * 4 * state,
-        "step_bytes": steps * (sizes.STEP_ROW_BYTES + 8 * run["batch_size"]),
-    }
+    values = params + sum(b.numel() for b in model.buffers())
+    values += state_size(build_optimizer(run, model), run["optimizer"])
+    return sizes.trajectory_sizes(run, task.train_size, params, values)
 
 
 def plan_run(run: dict, measure: dict) -> dict:

@@ -301,14 +301,20 @@ def planned_trajectory(run: dict) -> dict[str, int]:
     """Examples, steps, checkpoints, state sizes and bytes of a run's trajectory file: each
     checkpoint 4 (P + Q + S) bytes (float32), each step a /steps row."""
     facts = task_facts(run)
-    steps = run["epochs"] * (facts.train_examples // run["batch_size"])
-    checkpoints = checkpoint_count(steps, **run["checkpoint"])
     params, buffers, optimizer = state_sizes(run, facts)
+    return trajectory_sizes(run, facts.train_examples, params, params + buffers + optimizer)
+
+
+def trajectory_sizes(run: dict, examples: int, params: int, values: int) -> dict[str, int]:
+    """planned_trajectory of a run whose task has `examples` training examples and whose
+    checkpoints hold `values` float32 values each (`params` of them parameters)."""
+    steps = run["epochs"] * (examples // run["batch_size"])
+    checkpoints = checkpoint_count(steps, **run["checkpoint"])
     return {
-        "examples": facts.train_examples,
+        "examples": examples,
         "steps": steps,
         "checkpoints": checkpoints,
         "parameters": params,
-        "checkpoint_bytes": checkpoints * 4 * (params + buffers + optimizer),
+        "checkpoint_bytes": checkpoints * 4 * values,
         "step_bytes": steps * (STEP_ROW_BYTES + 8 * run["batch_size"]),
     }
