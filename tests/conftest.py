@@ -23,6 +23,14 @@ from nowrongturns.config import expand_runs, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+# Lines a test leaves for the end of the session's report (the fault-injection suite's counts),
+# shown whatever pytest's capture and -r options.
+TERMINAL_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in TERMINAL_SUMMARY:
+        terminalreporter.write_line(line)
 
 # A run that trains in about a second: 44 steps, checkpoints 0, 1, 2, 10, 20, 30, 40, 44.
 TINY_BASE = {

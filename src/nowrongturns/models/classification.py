@@ -10,8 +10,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock as TorchvisionBasicBlock
-from torchvision.models.resnet import Bottleneck
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, width: int, depth: int) -> nn.Module:
@@ -151,18 +149,27 @@ def wide_resnet(block, layers, input_shape, num_classes: int, width_multiplier: 
     return model if cifar_stem else he_init(model)
 
 
+# torchvision's blocks are imported where a ResNet-18/50/152 is built: importing torchvision
+# costs every job that builds no such model (segments, measure of a CNN) about 3 s more.
+
+
 def resnet18(input_shape: tuple[int, ...], num_classes: int, width_multiplier: float) -> nn.Module:
     """ResNet-18 (He et al. 2016, Table 1): basic blocks [2, 2, 2, 2]. On CIFAR at width
     multiplier 2 it is the reference's resnet18_2_cifar, 44,662,922 parameters."""
-    return wide_resnet(TorchvisionBasicBlock, [2, 2, 2, 2], input_shape, num_classes,
-                       width_multiplier)  # fmt: skip
+    from torchvision.models.resnet import BasicBlock
+
+    return wide_resnet(BasicBlock, [2, 2, 2, 2], input_shape, num_classes, width_multiplier)
 
 
 def resnet50(input_shape: tuple[int, ...], num_classes: int, width_multiplier: float) -> nn.Module:
     """ResNet-50 (He et al. 2016, Table 1): bottleneck blocks [3, 4, 6, 3]."""
+    from torchvision.models.resnet import Bottleneck
+
     return wide_resnet(Bottleneck, [3, 4, 6, 3], input_shape, num_classes, width_multiplier)
 
 
 def resnet152(input_shape: tuple[int, ...], num_classes: int, width_multiplier: float) -> nn.Module:
     """ResNet-152 (He et al. 2016, Table 1): bottleneck blocks [3, 8, 36, 3]."""
+    from torchvision.models.resnet import Bottleneck
+
     return wide_resnet(Bottleneck, [3, 8, 36, 3], input_shape, num_classes, width_multiplier)
