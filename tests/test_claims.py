@@ -19,8 +19,10 @@ TOTAL_STEPS = 20
 ROOT_D = 10  # d = 100 parameters: z = 10 gamma
 
 
-def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]]) -> pd.DataFrame:
-    """The sampled rows of a geometry table: step -> column -> one value per sampled minibatch."""
+def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]],
+             other: float = np.nan, origin: float = 0.01) -> pd.DataFrame:  # fmt: skip
+    """The sampled rows of a geometry table: step -> column -> one value per sampled minibatch;
+    the controls gamma_other and gamma_origin the same at every row."""
     rows = []
     for step, columns in checkpoints.items():
         for sample, (gamma, rsi, eb) in enumerate(
@@ -28,7 +30,8 @@ def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]]) -> pd.Dat
         ):
             row = {"run": run, "step": step, "progress": step / TOTAL_STEPS, "source": "sampled"}
             rows.append(
-                row | {"sample": sample, "gamma": gamma, "z": ROOT_D * gamma, "rsi": rsi, "eb": eb}
+                row | {"sample": sample, "gamma": gamma, "z": ROOT_D * gamma, "rsi": rsi, "eb": eb,
+                       "gamma_other": other, "gamma_origin": origin}  # fmt: skip
             )
     table = pd.DataFrame(rows)
     # Rows of other sources must not count: one full-batch row, far off, at each checkpoint.
@@ -38,9 +41,10 @@ def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]]) -> pd.Dat
     return pd.concat([table, others], ignore_index=True)
 
 
-def constant(run: str, gamma: float) -> pd.DataFrame:
+def constant(run: str, gamma: float, **controls) -> pd.DataFrame:
     """A run whose every sampled minibatch has the same gamma, RSI 1 and EB 1."""
-    return geometry(run, {s: {"gamma": [gamma] * 2, "rsi": [1, 1], "eb": [1, 1]} for s in (0, 10)})
+    checkpoints = {s: {"gamma": [gamma] * 2, "rsi": [1, 1], "eb": [1, 1]} for s in (0, 10)}
+    return geometry(run, checkpoints, **controls)
 
 
 # Steps 0, 2, 10, 18, 19 of 20: progress 0, 0.1, 0.5, 0.9 and 0.95, two sampled minibatches each.
@@ -53,6 +57,7 @@ BASE = geometry(
         18: {"gamma": [0.2, 0.4], "rsi": [4, 4], "eb": [1, 1]},
         19: {"gamma": [-0.5, -0.5], "rsi": [100, 100], "eb": [100, 100]},
     },
+    other=0.05,
 )
 # A wrong turn: a checkpoint where the median RSI is negative.
 VALLEY = geometry(
@@ -66,7 +71,7 @@ TABLES = {
     "base": BASE,
     "batch_size=16": constant("batch_size=16", 0.5),
     "batch_size=256": constant("batch_size=256", 0.01),
-    "seed=1": constant("seed=1", 1.0),
+    "seed=1": constant("seed=1", 1.0, other=0.1, origin=-0.3),
     "valley": VALLEY,
 }
 SCHEDULES = {"base": {"run": "base", "family": "warmup_cosine"}, "valley": {"run": "valley"}}
@@ -95,6 +100,17 @@ def test_median_and_mean_over_every_sampled_minibatch(table):
     assert table.loc["base", "median_gamma"] == pytest.approx(0.2)
     assert table.loc["base", "median_z"] == pytest.approx(2.0)
     assert table.loc["base", "mean_gamma"] == pytest.approx(0.06)
+
+
+def test_the_controls_beside_gamma(table):
+    controls = ["median_gamma", "median_gamma_other", "median_gamma_origin"]
+    assert table.loc["base", controls].tolist() == pytest.approx([0.2, 0.05, 0.01])
+    assert table["median_gamma_other"].drop(["base", "seed=1"]).isna().all()
+    statement = claim_statements(table, CONFIG)["our runs"][5]
+    assert statement == (
+        "median γ / γ_other / γ_origin: base 0.200 / 0.050 / 0.010; seed=1 1.000 / 0.100 / "
+        "-0.300; over all runs, median γ_origin from -0.300 (seed=1) to 0.010 (base)."
+    )
 
 
 def test_rsi_and_eb_within_a_factor_of_2_over_the_middle_80_percent(table):

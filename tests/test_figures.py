@@ -29,8 +29,10 @@ RUNS = ["base", "batch_size=16", "seed=1", "valley"]
 STEPS = [0, 1, 2, 5, 9]  # of 10
 
 
-def geometry(run: str, gamma: float, update_offset: float = 0.0) -> pd.DataFrame:
-    """Every source at each checkpoint; sampled minibatches spread around `gamma`."""
+def geometry(run: str, gamma: float, update_offset: float = 0.0,
+             other: float = float("nan")) -> pd.DataFrame:  # fmt: skip
+    """Every source at each checkpoint; sampled minibatches spread around `gamma`; the controls
+    gamma_other `other` (NaN: no seed sibling) and gamma_origin a tenth of gamma."""
     rows = []
     for step in STEPS:
         row = {"run": run, "step": step, "progress": step / 10, "rsi": 0.1 + step, "eb": 1.0}
@@ -42,6 +44,7 @@ def geometry(run: str, gamma: float, update_offset: float = 0.0) -> pd.DataFrame
         rows.append(row | {"source": "random_labels", "sample": 0, "gamma": -gamma})
     table = pd.DataFrame(rows)
     table["z"] = 10 * table["gamma"]  # d = 100
+    table["gamma_other"], table["gamma_origin"] = other, table["gamma"] / 10
     return table
 
 
@@ -90,13 +93,13 @@ def test_contrast_figure_sets_synthetic_tasks_apart_in_the_run_colours():
     # Each run's sampled gammas are its gamma - 0.1, gamma and gamma + 0.1: batch_size=16's 0.0
     # is not above 0.
     assert sorted(networks) == [
-        r"base ($\gamma > 0$: 100.0%)",
+        r"base ($\gamma > 0$: 100%)",
         r"batch_size=16 ($\gamma > 0$: 66.7%)",
-        r"seed=1 ($\gamma > 0$: 100.0%)",
+        r"seed=1 ($\gamma > 0$: 100%)",
     ]
     # valley's sampled gammas are -0.3, -0.2 and -0.1: none above 0.
     (valley,) = synthetic.values()
-    assert valley.get_label() == r"valley ($\gamma > 0$: 0.0%)"
+    assert valley.get_label() == r"valley ($\gamma > 0$: 0%)"
     assert matplotlib.colors.same_color(valley.get_color(), run_palette(RUNS)["valley"])
 
 
@@ -105,8 +108,20 @@ def test_geometry_figure_draws_the_optimizer_step_where_it_differs(offset, drawn
     fig = geometry_figure(geometry("momentum", 0.3, update_offset=offset), "momentum")
     texts = legend_texts(fig)
     assert ("optimizer step $d_t$" in texts) is drawn
-    for baseline in ("full batch", "shuffled labels (noise baseline)", "sampled minibatches"):
+    for baseline in ("full batch", "shuffled labels (a contrast)", "sampled minibatches"):
         assert any(text.startswith(baseline) for text in texts)
+
+
+@pytest.mark.parametrize("other, controls", [(float("nan"), 1), (0.05, 2)])
+def test_geometry_figure_draws_the_controls_it_has_on_the_gamma_panel(other, controls):
+    fig = geometry_figure(geometry("base", 0.3, other=other), "base")
+    drawn = {label: line for label, line in lines(fig.axes[2]).items() if "control" in label}
+    assert len(drawn) == controls and not any("control" in label for label in lines(fig.axes[0]))
+    origin = drawn[r"control: $\cos(G, w)$"]
+    assert list(origin.get_ydata()) == pytest.approx([0.03] * len(STEPS))  # the sampled median
+    if controls == 2:
+        (another,) = (line for label, line in drawn.items() if "another seed" in label)
+        assert list(another.get_ydata()) == pytest.approx([0.05] * len(STEPS))
 
 
 def test_geometry_figure_gives_z_on_the_right_of_gamma():

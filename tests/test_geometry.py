@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import stepped_directions, stored, tiny_run
 from torch.func import functional_call
 
 from nowrongturns.data import load_task
@@ -13,7 +14,7 @@ from nowrongturns.models import build_model
 
 DESIGN_COLUMNS = (
     "run step epoch progress source sample loss dist grad_norm dot rsi eb gamma z "
-    "grad_norm_wd dot_wd rsi_wd eb_wd gamma_wd"
+    "grad_norm_wd dot_wd rsi_wd eb_wd gamma_wd gamma_origin gamma_other"
 ).split()
 
 
@@ -27,6 +28,8 @@ def test_every_design_column(trained):
     assert len(table) == 7 * 7
     assert (table["dist"] > 0).all()
     assert table[["grad_norm_wd", "dot_wd", "gamma_wd"]].isna().all().all()  # no weight decay
+    assert table["gamma_other"].isna().all()  # no seed sibling given
+    assert table["gamma_origin"].between(-1, 1).all()
 
 
 def _from_file(path, index):
@@ -100,3 +103,43 @@ def test_update_is_the_optimizers_step_direction(trained, optimizer):
         else:
             assert np.any(buffers[index]) and update["gamma"] != pytest.approx(gradient["gamma"])
     assert table.xs("update", level="source")[["grad_norm_wd", "gamma_wd"]].isna().all().all()
+
+
+def test_the_controls_are_the_cosines_of_the_step_taken(tmp_path):
+    """Plain SGD, its first 6 steps checkpointed: each step is its train-batch gradient, so the
+    rows' gamma_origin is cos(d_t, w_t) and gamma_other cos(d_t, w_t - w*') with w*' the final
+    point of the run differing only in its seed, all from the stored weights, to 1e-6
+    (absolute: the float32 rounding of two nearby stored weights bounds the recomputed step)."""
+    from nowrongturns.geometry import measure
+    from nowrongturns.train import train
+
+    early = {"checkpoint": {"dense_first": 6, "every": 10}}
+    run, sibling = tmp_path / "run.h5", tmp_path / "seed=1.h5"
+    train(tiny_run(**early), run, device="cpu", run_name="tiny")
+    train(tiny_run(**early, seed=1), sibling, device="cpu", run_name="seed=1")
+    table = measure(run, tmp_path / "geometry.parquet", "tiny", samples=1, full_batch=False,
+                    random_labels=False, device="cpu", other_final=str(sibling))  # fmt: skip
+    rows = table[table["source"] == "train_batch"].set_index("step")
+    saved, other_final = stored(run), stored(sibling)["weights"][-1]
+    weights = dict(zip(saved["checkpoint_steps"].tolist(), saved["weights"]))
+    checked = 0
+    for step, direction, _ in stepped_directions(run):
+        for column, towards in (("gamma_origin", weights[step]),
+                                ("gamma_other", weights[step] - other_final)):  # fmt: skip
+            cosine = direction @ towards / (np.linalg.norm(direction) * np.linalg.norm(towards))
+            assert rows.loc[step, column] == pytest.approx(cosine, abs=1e-6), (step, column)
+        checked += 1
+    assert checked >= 5
+
+
+def test_a_seed_sibling_of_another_architecture_is_refused(tmp_path, trained):
+    from nowrongturns.geometry import measure
+    from nowrongturns.train import train
+
+    _, trajectory, _ = trained()
+    wider = tmp_path / "wider.h5"
+    train(tiny_run(width=6), wider, device="cpu", run_name="wider")
+    with pytest.raises(ValueError, match=r"wider\.h5: \d+ parameters, not the \d+"):
+        measure(trajectory, tmp_path / "g.parquet", "tiny", samples=1, device="cpu",
+                other_final=str(wider))  # fmt: skip
+    assert not (tmp_path / "g.parquet").exists()

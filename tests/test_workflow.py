@@ -164,8 +164,10 @@ def test_recipe_until_a_rule_stops_after_it(workflow):
 
 
 def test_recipe_one_runs_file_makes_only_what_it_needs(workflow):
+    # and the training of its seed sibling, whose final point gamma_other is measured against
     assert workflow.planned_jobs("results/runs/base/geometry.parquet") == {
         ("train", "base"),
+        ("train", "seed=1"),
         ("measure", "base"),
     }
 

@@ -7,6 +7,9 @@ Per run (one row of claims.csv), from the `sampled` minibatches of its geometry 
 
     gamma_positive_share     share of gamma > 0 over the first 95 % of training (t/T < 0.95)
     median_gamma, median_z   medians over every sampled minibatch; mean_gamma their mean
+    median_gamma_other       the controls' medians over the same minibatches: gamma against the
+    median_gamma_origin      final point of the run differing only in its seed (NaN where there
+                             is none), and against the origin (DESIGN section 9)
     rsi_max_factor           over the middle 80 % of training (0.1 <= t/T <= 0.9), the largest
                              factor between one checkpoint's median RSI and the median of those
                              medians (inf where one is not positive); rsi_within_2x: at most 2
@@ -29,6 +32,7 @@ import pandas as pd
 
 from .config import ablation_levels, expand_runs, format_value
 from .files import written
+from .formatting import format_share
 
 FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
@@ -60,6 +64,8 @@ def run_claims(geometry: pd.DataFrame) -> dict:
     row = {
         "gamma_positive_share": float((early["gamma"] > 0).mean()),
         "median_gamma": float(sampled["gamma"].median()),
+        "median_gamma_other": float(sampled["gamma_other"].median()),
+        "median_gamma_origin": float(sampled["gamma_origin"].median()),
         "median_z": float(sampled["z"].median()),
         "mean_gamma": float(sampled["gamma"].mean()),
     }
@@ -106,11 +112,13 @@ def claims_table(
     return table
 
 
-def _listed(table: pd.DataFrame, column: str, fmt: str, before: str = "", after: str = "") -> str:
-    """Each run with its value, between `before` and `after`; "" where the table has no rows."""
+def _listed(table: pd.DataFrame, column: str, fmt, before: str = "", after: str = "") -> str:
+    """Each run with its value (`fmt`: a format string or a function), between `before` and
+    `after`; "" where the table has no rows."""
     if table.empty:
         return ""
-    return before + ", ".join(f"{run} {fmt.format(v)}" for run, v in table[column].items()) + after
+    show = fmt.format if isinstance(fmt, str) else fmt
+    return before + ", ".join(f"{run} {show(v)}" for run, v in table[column].items()) + after
 
 
 def _range(table: pd.DataFrame, column: str, fmt: str) -> str:
@@ -119,6 +127,20 @@ def _range(table: pd.DataFrame, column: str, fmt: str) -> str:
         f"from {fmt.format(table.loc[low, column])} ({low}) "
         f"to {fmt.format(table.loc[high, column])} ({high})"
     )
+
+
+def _controls(table: pd.DataFrame) -> str:
+    """Median gamma beside its controls for the runs with a seed sibling; the origin's range."""
+    paired = table.dropna(subset=["median_gamma_other"])
+    columns = ["median_gamma", "median_gamma_other", "median_gamma_origin"]
+    siblings = "; ".join(
+        f"{run} " + " / ".join(f"{value:.3f}" for value in row)
+        for run, row in paired[columns].iterrows()
+    )
+    origin = f"median γ_origin {_range(table, 'median_gamma_origin', '{:.3f}')}."
+    if paired.empty:
+        return "no run differs from another in its seed alone (no γ_other); " + origin
+    return f"median γ / γ_other / γ_origin: {siblings}; over all runs, {origin}"
 
 
 def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -141,7 +163,7 @@ def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
             "along the whole path.",
             f"sampled γ > 0 over the first 95 % of training in every minibatch of "
             f"{runs - len(turns)} of {runs} runs"
-            + _listed(turns, "gamma_positive_share", "{:.1%}", "; in the others: ")
+            + _listed(turns, "gamma_positive_share", format_share, "; in the others: ")
             + ".",
         ),
         (
@@ -169,6 +191,12 @@ def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
             "(warm-up, then decay).",
             _listed(families, "schedule_family", "{}", "fitted family: ", ".")
             or "no family fitted yet (schedule.json has no `family`).",
+        ),
+        (
+            "Beyond the paper, the controls: is it this run's own final point? Sampled gradients "
+            "against another seed's final point (γ_other) and against the origin (γ_origin: "
+            "does the step merely shrink the weights?).",
+            _controls(table),
         ),
     ]
     return pd.DataFrame(rows, columns=["the paper (in our words)", "our runs"])

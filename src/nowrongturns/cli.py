@@ -95,6 +95,7 @@ def cmd_measure(args) -> None:
         fixed_batches=args.fixed_batches,
         full_batch_chunk=args.full_batch_chunk,
         trusted=args.trust,
+        other_final=args.other_final,
     )
 
 
@@ -130,7 +131,8 @@ def cmd_replay(args) -> None:
     run_name = args.run_name or Path(args.trajectory).parent.name
     first, last = args.segments
     replay_segments(args.trajectory, first, last, args.out, run_name, device=args.device,
-                    data_workers=args.data_workers, trusted=args.trust)  # fmt: skip
+                    data_workers=args.data_workers, trusted=args.trust,
+                    other_final=args.other_final)  # fmt: skip
 
 
 def cmd_gather_dense(args) -> None:
@@ -222,12 +224,17 @@ def _compute_options(stage: argparse.ArgumentParser, precision: str | None = Non
         stage.add_argument("--precision", default="fp32", choices=PRECISIONS, help=precision)
 
 
-def _trust_option(stage: argparse.ArgumentParser) -> None:
-    """A stage that rebuilds the model a trajectory's config names."""
+def _gradient_options(stage: argparse.ArgumentParser) -> None:
+    """A stage that rebuilds the model a trajectory's config names and measures its gradients."""
     stage.add_argument(
         "--trust", action="append", default=[], metavar="MODULE:FUNCTION",
         help="a factory the trajectory's config names that this command may import (repeatable;"
         " a trajectory naming any other is refused, nothing imported)",
+    )
+    stage.add_argument(
+        "--other-final", metavar="TRAJECTORY",
+        help="the trajectory of the run differing only in its seed: gamma_other against its "
+        "final point (default: none, gamma_other NaN)",
     )
 
 
@@ -292,7 +299,7 @@ def parser() -> argparse.ArgumentParser:
         help="measure only measured checkpoints FIRST to LAST (one job of several)",
     )
     _compute_options(measure, "of the measured gradients (fp32: strict, no TF32)")
-    _trust_option(measure)
+    _gradient_options(measure)
     measure.set_defaults(func=cmd_measure)
 
     jobs = stages.add_parser(
@@ -349,7 +356,7 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, help="the segments' parquet to write")
     replay.add_argument("--run-name", help="default: the name of the trajectory's directory")
     _compute_options(replay)
-    _trust_option(replay)
+    _gradient_options(replay)
     replay.set_defaults(func=cmd_replay)
 
     gather = stages.add_parser("gather-dense", help="dense mode: one table of all segments")

@@ -27,6 +27,7 @@ from .figures import (
     set_style,
     three_panels,
 )
+from .formatting import format_share
 
 
 def sampled_medians(geometry: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def contrast_figure(tables: dict[str, pd.DataFrame], config: dict) -> plt.Figure
                 marker=".",
                 ms=4,
                 color=palette[run],
-                label=rf"{run} ($\gamma > 0$: {share:.1%})",
+                label=rf"{run} ($\gamma > 0$: {format_share(share)})",
             )
         ax.axhline(0, color="k", lw=0.8)
         # Wrong turns come early (the first steps bounce): the first 1 % of training is stretched.

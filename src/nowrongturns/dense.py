@@ -34,7 +34,7 @@ import torch
 from .data import load_task
 from .factories import require_trusted
 from .files import written
-from .geometry import geometry_table, gradient_stats
+from .geometry import checkpoint_stats, geometry_table, gradient_stats, other_final_point
 from .models import build_model, resolve_device
 from .optim import build_optimizer
 from .optimizer_state import load_state_vector
@@ -81,10 +81,12 @@ def write_segments(trajectory: str, out: str, job_steps: int) -> None:
 
 def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: str,
                     device: str = "auto", data_workers: int = 0,
-                    trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+                    trusted: Iterable[str] = (),
+                    other_final: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Per-step geometry of the training gradients of segments `first` to `last` (inclusive),
     replayed from checkpoint `first`; every segment's end is checked against its checkpoint.
-    The steps are training's: its precision, and a DDP run's shards one after the other."""
+    The steps are training's: its precision, and a DDP run's shards one after the other.
+    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
     device = resolve_device(device)
     with TrajectoryReader(trajectory) as traj:
         segment_count = len(traj.checkpoint_steps) - 1
@@ -104,6 +106,7 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
         params = list(model.parameters())
         _restore(traj, first, model, optimizer, device)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        other_final64 = other_final_point(other_final, traj.param_count, device)
         checkpoint_index = {int(step): index for index, step in enumerate(traj.checkpoint_steps)}
         start, end = int(traj.checkpoint_steps[first]), int(traj.checkpoint_steps[last + 1])
         lrs, losses, epochs = traj.steps("lr"), traj.steps("loss"), traj.steps("epoch")
@@ -115,13 +118,14 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
         for (step, _), inputs, targets in batches(task, requests, data_workers):
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
+            to_other64 = weights64 - other_final64 if other_final64 is not None else None
             set_lr(optimizer, lrs[step])
             optimizer.zero_grad()
             loss = minibatch_backward(model, task, inputs, targets, shards, precision)
             gradient = torch.cat([p.grad.reshape(-1) for p in params])
-            stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"])
-            rows.append(torch.cat([loss.double().reshape(1),
-                                   (to_final64 @ to_final64).reshape(1), stats]))  # fmt: skip
+            stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"], to_other64)
+            at_step = checkpoint_stats(weights64, to_final64, to_other64)
+            rows.append(torch.cat([loss.double().reshape(1), at_step, stats]))
             clip_gradients(params, run["clip_grad_norm"])
             optimizer.step()
             if step + 1 in checkpoint_index:  # the end of a segment

@@ -23,6 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 from .files import written
+from .formatting import format_share
 
 QUANTITIES = {
     "rsi": r"RSI $=\langle G, w-w^*\rangle / \|w-w^*\|^2$",
@@ -34,9 +35,15 @@ SOURCE_STYLE = {
     "sampled": {"color": "C0", "label": "sampled minibatches: median, 10–90 %"},
     "train_batch": {"color": "C1", "label": "minibatch used by the optimizer"},
     "full_batch": {"color": "C2", "label": "full batch"},
-    "random_labels": {"color": "0.5", "label": "shuffled labels (noise baseline)"},
+    "random_labels": {"color": "0.5", "label": "shuffled labels (a contrast)"},
     "update": {"color": "C4", "label": "optimizer step $d_t$"},
     "fixed": {"color": "C3", "label": "fixed minibatches, one line each"},
+}
+# The controls of gamma (DESIGN section 9), drawn on the gamma panel: the sampled median of each.
+CONTROL_STYLE = {
+    "gamma_other": {"color": "C5", "ls": "-.",
+                    "label": r"control: $\cos(G, w - w^{*\prime})$, another seed's $w^*$"},
+    "gamma_origin": {"color": "C7", "ls": (0, (1, 1)), "label": r"control: $\cos(G, w)$"},
 }
 # The step replayed from the stored state matches the train-batch gradient to float32 rounding.
 FLOAT32_REPLAY = 1e-4
@@ -128,6 +135,10 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
             ax.scatter(
                 update["progress"], update[column], s=6, marker="x", **SOURCE_STYLE["update"]
             )
+    for column, style in CONTROL_STYLE.items():
+        if column in geometry and geometry[column].notna().any():
+            median = sampled_quantiles(geometry, column)[0.5]
+            panels["gamma"].plot(median.index, median, lw=1.2, **style)
     scale_axes(panels, bands["rsi"][0.5])
     sampled = geometry[(geometry["source"] == "sampled") & (geometry["gamma"] != 0)]
     if len(sampled):
@@ -202,7 +213,8 @@ def bound_figure(bound: pd.DataFrame, schedule: dict, run: str) -> plt.Figure:
                    rf"$L$ = {guarantee['L']:.2g}")  # fmt: skip
         ax.plot(bound["progress"], bound["dist_guaranteed"], color="C3", ls="--", label=promise)
     share = guarantee["rsi_positive_fraction"]
-    note = f"path but its last {guarantee['ignore_last']:.0%}: RSI > 0 on {share:.0%} of directions"
+    note = (f"path but its last {guarantee['ignore_last']:.0%}: "
+            f"RSI > 0 on {format_share(share)} of directions")  # fmt: skip
     if guarantee["rate"] is None:
         note += "\nRSI ≤ 0 somewhere: no linear-rate guarantee"
     ax.text(0.02, 0.03, note, transform=ax.transAxes, va="bottom", fontsize="small")

@@ -54,9 +54,13 @@ COLUMNS = [
     "rsi_wd",
     "eb_wd",
     "gamma_wd",
+    "gamma_origin",
+    "gamma_other",
 ]
-# What accumulates on the device per gradient: squares of norms, and dot products.
-ACCUMULATED = ["loss", "dist", "grad_norm", "dot", "grad_norm_wd", "dot_wd"]
+# What accumulates on the device per gradient: squares of norms, and dot products. The first four
+# are the checkpoint's (checkpoint_stats), the others the gradient's (gradient_stats).
+ACCUMULATED = ["loss", "dist", "weight_norm", "other_dist", "grad_norm", "dot", "grad_norm_wd",
+               "dot_wd", "dot_origin", "dot_other"]  # fmt: skip
 # The full-batch gradient is summed over chunks of this many examples, to bound memory.
 FULL_BATCH_CHUNK = 4096
 
@@ -160,16 +164,41 @@ def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, sources
             yield Request(indices, draw, tag=("full_batch", len(indices) / size))
 
 
-def gradient_stats(grad, weights64, to_final64, weight_decay: float) -> torch.Tensor:
-    """[grad_norm^2, <G, w - w*>, and the same two for G + weight_decay * w], in float64."""
+def checkpoint_stats(weights64, to_final64, to_other64) -> torch.Tensor:
+    """[||w - w*||^2, ||w||^2, ||w - w*'||^2] in float64: w*' the final point of the run that
+    differs only in its seed, `to_other64` = w - w*' (None where there is none: NaN)."""
+    stats = [to_final64 @ to_final64, weights64 @ weights64]
+    nan = torch.full_like(stats[0], math.nan)
+    return torch.stack([*stats, to_other64 @ to_other64 if to_other64 is not None else nan])
+
+
+def gradient_stats(grad, weights64, to_final64, weight_decay: float, to_other64) -> torch.Tensor:
+    """[grad_norm^2, <G, w - w*>, the same two for G + weight_decay * w, and the controls <G, w>
+    and <G, w - w*'>], in float64 (NaN where weight decay is 0, or where there is no w*')."""
     grad64 = grad.double()
     stats = [grad64 @ grad64, grad64 @ to_final64]
+    nan = torch.full_like(stats[0], math.nan)
     if weight_decay:
         grad_wd = grad64 + weight_decay * weights64
         stats += [grad_wd @ grad_wd, grad_wd @ to_final64]
     else:
-        stats += [torch.full_like(stats[0], math.nan)] * 2
+        stats += [nan, nan]
+    stats += [grad64 @ weights64, grad64 @ to_other64 if to_other64 is not None else nan]
     return torch.stack(stats)
+
+
+def other_final_point(trajectory: str | None, param_count: int, device) -> torch.Tensor | None:
+    """w*' in float64 on `device`: the last weights of the seed sibling's trajectory (None where
+    the run has none)."""
+    if trajectory is None:
+        return None
+    with TrajectoryReader(trajectory) as other:
+        if other.param_count != param_count:
+            raise ValueError(
+                f"{trajectory}: {other.param_count} parameters, not the {param_count} of the run "
+                "it is the seed sibling of (--other-final must be a run differing only in seed)"
+            )
+        return torch.from_numpy(other.weights(-1)).to(device).double()
 
 
 def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> pd.DataFrame:
@@ -177,7 +206,7 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
     rows' other columns (`labels`: run, step, epoch, progress, source, sample, and any extra):
     RSI, EB, gamma and z derived (DESIGN section 1), built in one go, as numpy arrays."""
     columns = dict(zip(ACCUMULATED, accumulated.T))
-    for column in ("dist", "grad_norm", "grad_norm_wd"):
+    for column in ("dist", "weight_norm", "other_dist", "grad_norm", "grad_norm_wd"):
         columns[column] = np.sqrt(columns[column])  # accumulated as squares
     dist = columns["dist"]
     for suffix in ("", "_wd"):
@@ -185,6 +214,10 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
         columns[f"rsi{suffix}"] = dot / dist**2
         columns[f"eb{suffix}"] = grad_norm / dist
         columns[f"gamma{suffix}"] = dot / (grad_norm * dist)
+    # The controls: the cosine of G with w itself, and with w - w*' of the seed sibling.
+    for control, norm in (("origin", "weight_norm"), ("other", "other_dist")):
+        dot = columns[f"dot_{control}"]
+        columns[f"gamma_{control}"] = dot / (columns["grad_norm"] * columns[norm])
     columns["z"] = columns["gamma"] * math.sqrt(param_count)
     columns.update(labels)
     extra = [name for name in labels if name not in COLUMNS]
@@ -246,13 +279,15 @@ def measure(
     precision: str = "fp32",
     checkpoints: tuple[int, int] | None = None,
     trusted: Iterable[str] = (),
+    other_final: str | None = None,
     **settings,
 ) -> pd.DataFrame:
     """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
     FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32 unless
     asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
     minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
-    A factory the trajectory names is imported only where `trusted` names it (factories.py)."""
+    A factory the trajectory names is imported only where `trusted` names it (factories.py).
+    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
     sources = Sources(samples, full_batch, random_labels, update, **settings)
     device = resolve_device(device)
     apply_precision(precision)
@@ -263,6 +298,7 @@ def measure(
         model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task, traj.world_size, precision)
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        other_final64 = other_final_point(other_final, traj.param_count, device)
         optimizer = build_optimizer(run, model)
         lrs = traj.steps("lr")
 
@@ -297,7 +333,8 @@ def measure(
             load_flat(model, weights, buffers)
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
-            dist_squared = (to_final64 @ to_final64).reshape(1)
+            to_other64 = weights64 - other_final64 if other_final64 is not None else None
+            at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64)
             update_direction = None
             if update:
                 update_direction = functools.partial(
@@ -314,8 +351,8 @@ def measure(
             ):
                 # An update already holds any weight decay the optimizer applies.
                 decay = 0.0 if source == "update" else run["weight_decay"]
-                stats = gradient_stats(grad, weights64, to_final64, decay)
-                rows.append(torch.cat([loss.double().reshape(1), dist_squared, stats]))
+                stats = gradient_stats(grad, weights64, to_final64, decay, to_other64)
+                rows.append(torch.cat([loss.double().reshape(1), at_checkpoint, stats]))
                 row_steps.append(step)
                 row_sources.append(source)
                 row_samples.append(sample)

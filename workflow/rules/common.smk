@@ -1,5 +1,6 @@
 import json
 import re
+import shlex
 from pathlib import Path
 
 # Snakemake's report(): under another name, since a line that starts with `report` reads as the
@@ -11,6 +12,7 @@ from nowrongturns.config import (
     ConfigError,
     ablation_levels,
     expand_runs,
+    seed_siblings,
     validate_config,
 )
 from nowrongturns.factories import factories, module_file
@@ -24,6 +26,9 @@ config.clear()
 config.update(validated)
 
 RUNS = expand_runs(config)
+# The run differing from each in its seed alone, where there is one: its final point is the
+# control w*' of gamma_other (DESIGN section 9).
+SEED_SIBLINGS = seed_siblings(RUNS)
 RUN_TABLES = [
     "trajectory.h5",
     "geometry.parquet",
@@ -88,6 +93,17 @@ def trust_options(wildcards):
     return " ".join(
         f"--trust {factory}" for factory in factories(RUNS[wildcards.run]).values()
     )
+
+
+def sibling_trajectory(wildcards):
+    """The seed sibling's trajectory, an input of the stages that measure gradients ([] if none)."""
+    sibling = SEED_SIBLINGS.get(wildcards.run)
+    return results_path(f"runs/{sibling}/trajectory.h5") if sibling else []
+
+
+def sibling_option(wildcards, input):
+    """`--other-final` for the seed sibling's trajectory, where the run has one."""
+    return f"--other-final {shlex.quote(input.sibling)}" if input.sibling else ""
 
 
 def loop_schedule_file(wildcards):

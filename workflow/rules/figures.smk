@@ -21,6 +21,7 @@ rule figures:
         out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
         # Cited by the captions.
         settings=lambda wildcards: RUNS[wildcards.run],
+        sibling=lambda wildcards: SEED_SIBLINGS.get(wildcards.run, ""),
     shell:
         "nwt figures {params.names} --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
         " --format {params.format} > {log:q} 2>&1"

@@ -9,6 +9,7 @@ rule measure:
     input:
         trajectory=results_path("runs/{run}/trajectory.h5"),
         jobs=measure_jobs_file,
+        sibling=sibling_trajectory,
     output:
         results_path(MEASURE_OUTPUT),
     log:
@@ -32,10 +33,11 @@ rule measure:
         device=config["measure"]["device"],
         precision=config["measure"]["precision"],
         trust=trust_options,
+        sibling=sibling_option,
     shell:
         "nwt measure {input.trajectory:q} --out {output:q} --run-name {wildcards.run:q}"
         " --samples {params.samples} {params.sources} {params.cadence} {params.checkpoints}"
-        " --precision {params.precision} {params.trust}"
+        " --precision {params.precision} {params.trust} {params.sibling}"
         f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"
 
 

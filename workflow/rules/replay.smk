@@ -23,6 +23,7 @@ rule replay:
     input:
         trajectory=results_path("runs/{run}/trajectory.h5"),
         segments=results_path("runs/{run}/dense/segments.json"),
+        sibling=sibling_trajectory,
     output:
         results_path("runs/{run}/dense/{first}-{last}.parquet"),
     log:
@@ -35,9 +36,10 @@ rule replay:
     params:
         device=config["measure"]["device"],
         trust=trust_options,
+        sibling=sibling_option,
     shell:
         "nwt replay {input.trajectory:q} --segments {wildcards.first} {wildcards.last}"
-        " --out {output:q} {params.trust}"
+        " --out {output:q} {params.trust} {params.sibling}"
         " --run-name {wildcards.run:q} --device {params.device} --threads {threads}"
         f" {MEASURE_WORKERS} > {{log:q}} 2>&1"
 
