@@ -11,10 +11,12 @@ from nowrongturns.comparisons import ablation_figure, contrast_figure
 from nowrongturns.config import validate_config
 from nowrongturns.figures import (
     BASE_COLOR,
+    bound_figure,
     draw_run_figures,
     geometry_figure,
     run_palette,
 )
+from nowrongturns.formatting import format_share
 
 matplotlib.use("Agg")
 
@@ -140,3 +142,21 @@ def test_run_figures_are_written_in_the_format_asked(tmp_path):
     assert paths[0].read_text().startswith("<?xml")
     with pytest.raises(ValueError, match="known: geometry, schedule, bound, dense, closed_loop"):
         draw_run_figures(run_dir, tmp_path / "figures", ["gradient"])
+
+
+@pytest.mark.parametrize(
+    "share, printed",
+    [(407 / 408, "99.8%"), (0.99996, "99.996%"), (1.0, "100%"), (0.0, "0%"), (2e-5, "0.002%")],
+)
+def test_a_share_prints_as_100_or_0_percent_only_when_it_is(share, printed):
+    assert format_share(share) == printed
+
+
+def test_the_bound_note_gives_the_share_of_directions_unrounded():
+    bound = pd.DataFrame({"progress": [0.0, 0.5, 1.0], "dist": [2.0, 1.0, 0.0],
+                          "dist_predicted": [2.0, 1.1, 0.1]})  # fmt: skip
+    guarantee = {"rate": None, "ignore_last": 0.05, "rsi_positive_fraction": 407 / 408}
+    fig = bound_figure(bound, {"bound": guarantee}, "base")
+    (note,) = fig.axes[0].texts
+    assert "RSI > 0 on 99.8% of directions" in note.get_text()
+    assert "RSI ≤ 0 somewhere" in note.get_text()
