@@ -46,6 +46,15 @@ def _comparison_options(stage: argparse.ArgumentParser) -> None:
     _figure_format(stage)
 
 
+def _job_plan(stages, name: str, help: str, option: str, option_help: str, out: str, func) -> None:
+    """A stage that reads a trajectory's length and plans the jobs of a later stage (JSON)."""
+    stage = stages.add_parser(name, help=help)
+    stage.add_argument("trajectory")
+    stage.add_argument(option, type=int, required=True, help=option_help)
+    stage.add_argument("--out", required=True, help=f"{out} to write")
+    stage.set_defaults(func=func)
+
+
 def parser() -> argparse.ArgumentParser:
     from . import cli
 
@@ -95,15 +104,10 @@ def parser() -> argparse.ArgumentParser:
     _trust_option(measure)
     measure.set_defaults(func=cli.cmd_measure)
 
-    jobs = stages.add_parser(
-        "measure-jobs", help="the measured checkpoints of a trajectory, cut into measure jobs"
-    )
-    jobs.add_argument("trajectory")
-    jobs.add_argument(
-        "--job-checkpoints", type=int, required=True, help="at most this many checkpoints a job"
-    )
-    jobs.add_argument("--out", required=True, help="jobs.json to write")
-    jobs.set_defaults(func=cli.cmd_measure_jobs)
+    _job_plan(stages, "measure-jobs",
+              "the measured checkpoints of a trajectory, cut into measure jobs",
+              "--job-checkpoints", "at most this many checkpoints a job", "jobs.json",
+              cli.cmd_measure_jobs)  # fmt: skip
 
     gather_geometry = stages.add_parser(
         "gather-geometry", help="one geometry table of every measure job's"
@@ -124,15 +128,9 @@ def parser() -> argparse.ArgumentParser:
     )
     plan.set_defaults(func=cli.cmd_plan)
 
-    segments = stages.add_parser(
-        "segments", help="dense mode: the segments of a trajectory, cut into replay jobs"
-    )
-    segments.add_argument("trajectory")
-    segments.add_argument(
-        "--job-steps", type=int, required=True, help="the least training steps a replay job holds"
-    )
-    segments.add_argument("--out", required=True, help="segments.json to write")
-    segments.set_defaults(func=cli.cmd_segments)
+    _job_plan(stages, "segments", "dense mode: the segments of a trajectory, cut into replay jobs",
+              "--job-steps", "the least training steps a replay job holds", "segments.json",
+              cli.cmd_segments)  # fmt: skip
 
     replay = stages.add_parser(
         "replay", help="dense mode: per-step geometry of consecutive segments between checkpoints"
@@ -191,7 +189,8 @@ def parser() -> argparse.ArgumentParser:
     figures.add_argument(
         "names",
         nargs="+",
-        help="of figures.RUN_FIGURES: geometry, schedule, bound, dense, closed_loop",
+        help="of figures.RUN_FIGURES: geometry, schedule, bound, dense, closed_loop; of the"
+        " analyses' ANALYSIS_FIGURES: interpolation, sharpness, plane, orthogonal",
     )
     figures.add_argument("--run-dir", required=True, help="the run's tables: runs/{run}")
     figures.add_argument("--out-dir", required=True, help="receives {name}.{format}")
