@@ -40,10 +40,11 @@ def interpolation_figure(table: pd.DataFrame, run: str) -> plt.Figure:
         rows = rows.sort_values("alpha")
         ax.plot(rows["alpha"], rows["loss"], color=colour(rows["progress"].iloc[0]), lw=0.9)
     summary = monotone_summary(table)
-    ax.text(0.98, 0.97, f"monotone on {summary['monotone']:.0%} of {summary['checkpoints']} "
-            f"segments\nlargest rise {summary['largest_bump']:.3g} "
-            f"(step {summary['largest_bump_step']})", transform=ax.transAxes, ha="right",
-            va="top", fontsize="small")  # fmt: skip
+    note = (f"monotone on {summary['monotone']:.0%} of {summary['checkpoints']} segments\n"
+            f"largest rise {summary['largest_bump']:.3g} "
+            f"(step {summary['largest_bump_step']})")  # fmt: skip
+    ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize="small",
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
     ax.set_yscale("log" if (table["loss"] > 0).all() else "linear")
     ax.set_xlabel(r"$\alpha$: $w_t + \alpha\,(w^* - w_t)$")
     ax.set_ylabel("loss on the evaluation set (train mode)")
