@@ -93,6 +93,7 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         "train",
         "segments",
         "measure",
+        "interpolation",  # the analysis along the path on by default, on measure's resources
         "dense",
         "schedule",
         "figures",
@@ -106,7 +107,7 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         assert job.resources["slurm_partition"] == "gpu", job
         if job.rule in ("train", "retrain"):
             assert (job.resources["gpu"], job.resources.get("gpu_model")) == ("1", None), job
-        elif job.rule == "measure":
+        elif job.rule in ("measure", "interpolation"):
             assert (job.resources["gpu"], job.resources["gpu_model"]) == ("2", "a100"), job
         else:
             assert job.resources.get("gpu", "0") == "0", job

@@ -251,13 +251,23 @@ def _run_name(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .trajectory import TrajectoryError
-
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TrajectoryError, FileNotFoundError) as error:  # bad input: no traceback
-        sys.exit(f"nwt {args.stage}: error: {error}")
+    except Exception as error:
+        if not _bad_input(error):
+            raise
+        sys.exit(f"nwt {args.stage}: error: {error}")  # bad input: no traceback
+
+
+def _bad_input(error: Exception) -> bool:
+    """A bad file or value, said in one line. The trajectory's errors are looked up only where a
+    command loaded the trajectory module: importing it imports torch, 3 s of the start of every
+    command that needs none (figures, claims)."""
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return True
+    trajectory = sys.modules.get(f"{__package__}.trajectory")
+    return trajectory is not None and isinstance(error, trajectory.TrajectoryError)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
-import torch
-
-from ..files import written
-from ..progress import Progress
-from ..trajectory import TrajectoryReader
-from .evaluation import PathModel
 
 # A rise of the loss along alpha counts only above this share of the segment's largest loss:
 # float32 forward passes round each point's loss at about 1e-7 of it, so that a flat segment
@@ -32,6 +26,14 @@ MIN_POINTS = 11
 def interpolate(trajectory: str, out: str, run_name: str, points: int = 11, examples: int = 128,
                 device: str = "auto", trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
     """The interpolation table of a trajectory: `points` values of alpha per measured checkpoint."""
+    # Imported here: the figures and the claims table read monotone_summary without torch.
+    import torch
+
+    from ..files import written
+    from ..progress import Progress
+    from ..trajectory import TrajectoryReader
+    from .evaluation import PathModel
+
     if points < MIN_POINTS:
         raise ValueError(f"points (analyses.interpolation.points) must be at least {MIN_POINTS}, "
                          f"not {points}")  # fmt: skip
