@@ -44,7 +44,7 @@ BASE_JOBS = {
     "rule_schedule_wildcards_base",
     "rule_figures_wildcards_base",
 }
-GPU_RULES = {"train", "retrain", "measure", "replay"}
+GPU_RULES = {"train", "retrain", "measure", "replay", "interpolation"}  # the analyses: measure's
 # The profile as shipped, but the first status check after 5 s, not 40 (these jobs take
 # seconds), and the Slurm log of every job kept, to be checked.
 ON_SLURM = (
