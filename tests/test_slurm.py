@@ -43,6 +43,7 @@ BASE_JOBS = {
     "rule_gather_geometry_wildcards_base",
     "rule_schedule_wildcards_base",
     "rule_figures_wildcards_base",
+    "rule_interpolation_wildcards_base",  # the analysis along the path on by default
 }
 GPU_RULES = {"train", "retrain", "measure", "replay", "interpolation"}  # the analyses: measure's
 # The profile as shipped, but the first status check after 5 s, not 40 (these jobs take
