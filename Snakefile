@@ -18,6 +18,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/replay.smk"
+include: "workflow/rules/analyses.smk"
 include: "workflow/rules/schedule.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/figures.smk"
@@ -27,6 +28,7 @@ include: "workflow/rules/claims.smk"
 rule all:
     input:
         expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
+        expand(results_path("runs/{run}/{table}"), run=RUNS, table=ANALYSIS_TABLES),
         expand(
             results_path("figures/{run}/{figure}.{format}"),
             run=RUNS,

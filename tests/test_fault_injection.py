@@ -37,6 +37,8 @@ CONFIG = {
     "train": {"device": "cpu"},
     "measure": {"samples": 1, "dense": True, "dense_job_steps": 15, "device": "cpu"},
     "schedule": {"smooth": 3, "retrain": False},
+    # The analyses along the path are not among the stages below that take kills.
+    "analyses": {"interpolation": False},
 }
 TOTAL_STEPS = 44
 # Each `nwt` command's stage, and the commands whose outputs it reads (a job runs once they are

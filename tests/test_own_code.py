@@ -302,7 +302,8 @@ def test_the_readme_section_your_own_model_runs_as_written(tmp_path):
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=checkout, env=env,
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.split() == ["bound.png", "geometry.png", "schedule.png"]
+    assert result.stdout.split() == ["bound.png", "geometry.png", "interpolation.png",
+                                     "schedule.png"]  # fmt: skip
     example = checkout / "examples/own_model/results"
     with h5py.File(example / "runs/base/trajectory.h5") as f:
         config = json.loads(f.attrs["config"])

@@ -43,8 +43,9 @@ BASE_JOBS = {
     "rule_gather_geometry_wildcards_base",
     "rule_schedule_wildcards_base",
     "rule_figures_wildcards_base",
+    "rule_interpolation_wildcards_base",  # the analysis along the path on by default
 }
-GPU_RULES = {"train", "retrain", "measure", "replay"}
+GPU_RULES = {"train", "retrain", "measure", "replay", "interpolation"}  # the analyses: measure's
 # The profile as shipped, but the first status check after 5 s, not 40 (these jobs take
 # seconds), and the Slurm log of every job kept, to be checked.
 ON_SLURM = (
@@ -93,6 +94,7 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         "train",
         "segments",
         "measure",
+        "interpolation",  # the analysis along the path on by default, on measure's resources
         "dense",
         "schedule",
         "figures",
@@ -106,7 +108,7 @@ def test_dry_run_asks_slurm_for_gpus_for_training_and_measuring_only(tmp_path):
         assert job.resources["slurm_partition"] == "gpu", job
         if job.rule in ("train", "retrain"):
             assert (job.resources["gpu"], job.resources.get("gpu_model")) == ("1", None), job
-        elif job.rule == "measure":
+        elif job.rule in ("measure", "interpolation"):
             assert (job.resources["gpu"], job.resources["gpu_model"]) == ("2", "a100"), job
         else:
             assert job.resources.get("gpu", "0") == "0", job

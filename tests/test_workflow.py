@@ -13,16 +13,19 @@ import pytest
 from conftest import TINY_BASE, TINY_WORKFLOW_CONFIG, Workflow
 
 RUNS = {"base", "seed=1", "rosenbrock"}
-STAGES = {"train", "measure", "schedule", "figures"}
+# interpolation: the one analysis along the path on by default (config `analyses`).
+STAGES = {"train", "measure", "interpolation", "schedule", "figures"}
 OUTPUTS = [
     "runs/{run}/trajectory.h5",
     "runs/{run}/geometry.parquet",
     "runs/{run}/schedule.csv",
     "runs/{run}/schedule.json",
     "runs/{run}/bound.csv",
+    "runs/{run}/interpolation.parquet",
     "figures/{run}/geometry.png",
     "figures/{run}/schedule.png",
     "figures/{run}/bound.png",
+    "figures/{run}/interpolation.png",
 ]
 # The closed loop on the base run: its two retrainings, their comparison and its figure.
 CLOSED_LOOP = {(rule, "base") for rule in ("retrain", "closed_loop", "closed_loop_figure")}

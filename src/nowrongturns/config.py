@@ -87,6 +87,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     schema = load_schema(schema_path)
     config = copy.deepcopy(dict(config))
     _check(config, schema, "config")
+    _analysis_settings(config["analyses"], schema["properties"]["analyses"])
     base_schema = schema["properties"]["base"]
     for factor, values in config["ablations"].items():
         if factor not in base_schema["properties"]:
@@ -229,6 +230,15 @@ def _gigabytes(count: int) -> str:
     """`count` bytes in GB, to 3 digits; as a Decimal where a float would overflow (the sizes of
     absurd configs, a cnn 1000 blocks deep)."""
     return f"{count / 1e9:.3g}" if count < 1e300 else f"{Decimal(count) / 10**9:.3g}"
+
+
+def _analysis_settings(analyses: dict, schema: dict) -> None:
+    """`true` is an analysis with its default settings: made those settings, so that the rules
+    see one form, a mapping of settings (on) or false (off)."""
+    for name, value in analyses.items():
+        if value is True:
+            analyses[name] = {}
+            _check(analyses[name], schema["properties"][name], "config", f"analyses.{name}.")
 
 
 def _check_beyond_schema(config: dict) -> None:

@@ -89,53 +89,21 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
     `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
     device = resolve_device(device)
     with TrajectoryReader(trajectory) as traj:
-        segment_count = len(traj.checkpoint_steps) - 1
-        if not 0 <= first <= last < segment_count:
-            raise ValueError(
-                f"{trajectory}: no segments {first} to {last}; it has {segment_count} "
-                f"(0 to {segment_count - 1})"
-            )
-        run, precision, shards = traj.config, traj.precision, traj.world_size
-        require_trusted(run, trusted, trajectory)
-        apply_precision(precision)
-        task = load_task(run).to(device)
-        model = build_model(run, task).to(device).train()
-        if uses_channels_last(model, device, precision):
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = build_optimizer(run, model)
-        params = list(model.parameters())
-        _restore(traj, first, model, optimizer, device)
+        replay = Replay(traj, first, last, device, data_workers, trusted)
+        run, model = traj.config, replay.model
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
         other_final64 = other_final_point(other_final, traj.param_count, device)
-        checkpoint_index = {int(step): index for index, step in enumerate(traj.checkpoint_steps)}
-        start, end = int(traj.checkpoint_steps[first]), int(traj.checkpoint_steps[last + 1])
+        start, end, exact = replay.start, replay.end, replay.exact
         lrs, losses, epochs = traj.steps("lr"), traj.steps("loss"), traj.steps("epoch")
-        batches_of_steps = torch.from_numpy(traj.batch_indices(slice(start, end)))  # one read
-        # Bit for bit only where training ran in this one process on the CPU.
-        exact = device.type == "cpu" and shards == 1
-        requests = step_requests(zip(range(start, end), batches_of_steps), run["batch_size"])
-        rows, end_errors = [], []
-        for (step, _), inputs, targets in batches(task, requests, data_workers):
+        rows = []
+        for _, loss, gradient in replay.steps():
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
             to_other64 = weights64 - other_final64 if other_final64 is not None else None
-            set_lr(optimizer, lrs[step])
-            optimizer.zero_grad()
-            loss = minibatch_backward(model, task, inputs, targets, shards, precision)
-            gradient = torch.cat([p.grad.reshape(-1) for p in params])
             stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"], to_other64)
             at_step = checkpoint_stats(weights64, to_final64, to_other64)
             rows.append(torch.cat([loss.double().reshape(1), at_step, stats]))
-            clip_gradients(params, run["clip_grad_norm"])
-            optimizer.step()
-            if step + 1 in checkpoint_index:  # the end of a segment
-                reached = checkpoint_index[step + 1]
-                replayed = flat_parameters(model).cpu().numpy()
-                end_errors.append(_check_end(traj, reached - 1, replayed, exact))
-                if not exact and step + 1 < end:
-                    # Within tolerance, not equal: go on from the stored state, so that the
-                    # differences of one segment do not carry into the next.
-                    _restore(traj, reached, model, optimizer, device)
+        end_errors = replay.end_errors
         values = torch.stack(rows).cpu().numpy()  # the rows reach the host once
         param_count, total_steps = traj.param_count, traj.total_steps
 
@@ -160,6 +128,64 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
         table.to_parquet(tmp, index=False)
     table.attrs["end_errors"] = end_errors  # for the GPU check; not in the file
     return table
+
+
+class Replay:
+    """Training's own steps from checkpoint `first` to the end of segment `last`, replayed from
+    the stored state: the stored minibatches and learning rates, training's precision, a DDP
+    run's shards one after the other. `steps()` yields each step's gradient before the step is
+    taken; each segment's end is checked against its checkpoint (`end_errors`)."""
+
+    def __init__(self, traj: TrajectoryReader, first: int, last: int, device: torch.device,
+                 data_workers: int = 0, trusted: Iterable[str] = ()):  # fmt: skip
+        segment_count = len(traj.checkpoint_steps) - 1
+        if not 0 <= first <= last < segment_count:
+            raise ValueError(
+                f"{traj.path}: no segments {first} to {last}; it has {segment_count} "
+                f"(0 to {segment_count - 1})"
+            )
+        run, self.precision, self.shards = traj.config, traj.precision, traj.world_size
+        require_trusted(run, trusted, traj.path)
+        apply_precision(self.precision)
+        self.traj, self.device, self.data_workers = traj, device, data_workers
+        self.task = load_task(run).to(device)
+        self.model = build_model(run, self.task).to(device).train()
+        if uses_channels_last(self.model, device, self.precision):
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(run, self.model)
+        self.params = list(self.model.parameters())
+        _restore(traj, first, self.model, self.optimizer, device)
+        steps = traj.checkpoint_steps
+        self.checkpoint_index = {int(step): index for index, step in enumerate(steps)}
+        self.start, self.end = int(steps[first]), int(steps[last + 1])
+        # Bit for bit only where training ran in this one process on the CPU.
+        self.exact = device.type == "cpu" and self.shards == 1
+        self.end_errors: list[float] = []
+
+    def steps(self):
+        """(step, loss, gradient) of every step, the model at w_t (the step not yet taken);
+        the caller reads, never changes, the model and the gradient."""
+        traj, run, model, optimizer = self.traj, self.traj.config, self.model, self.optimizer
+        lrs = traj.steps("lr")
+        batches_of_steps = torch.from_numpy(traj.batch_indices(slice(self.start, self.end)))
+        requests = step_requests(zip(range(self.start, self.end), batches_of_steps),
+                                 run["batch_size"])  # fmt: skip
+        for (step, _), inputs, targets in batches(self.task, requests, self.data_workers):
+            set_lr(optimizer, lrs[step])
+            optimizer.zero_grad()
+            loss = minibatch_backward(model, self.task, inputs, targets, self.shards,
+                                      self.precision)  # fmt: skip
+            yield step, loss, torch.cat([p.grad.reshape(-1) for p in self.params])
+            clip_gradients(self.params, run["clip_grad_norm"])
+            optimizer.step()
+            if step + 1 in self.checkpoint_index:  # the end of a segment
+                reached = self.checkpoint_index[step + 1]
+                replayed = flat_parameters(model).cpu().numpy()
+                self.end_errors.append(_check_end(traj, reached - 1, replayed, self.exact))
+                if not self.exact and step + 1 < self.end:
+                    # Within tolerance, not equal: go on from the stored state, so that the
+                    # differences of one segment do not carry into the next.
+                    _restore(traj, reached, model, optimizer, self.device)
 
 
 def _restore(traj: TrajectoryReader, index: int, model, optimizer, device) -> None:

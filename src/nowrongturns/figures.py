@@ -5,10 +5,10 @@ dense mode the geometry of every training step, and for the base run the closed 
         geometry schedule bound
 
 A per-run figure is a function of some of the run's tables returning a matplotlib Figure, entered
-in RUN_FIGURES with the files of runs/{run}/ it draws. To add one: the function, its line in
-RUN_FIGURES, its name and report category in workflow/rules/common.smk (RUN_FIGURES) and its caption
-workflow/report/{name}.rst. Figures that compare runs are in comparisons.py; both share the style
-and the helpers here.
+in RUN_FIGURES (the analyses' in analyses/figures.py ANALYSIS_FIGURES) with the files of
+runs/{run}/ it draws. To add one: the function, its line in RUN_FIGURES, its name and report
+category in workflow/rules/common.smk (RUN_FIGURES) and its caption workflow/report/{name}.rst.
+Figures that compare runs are in comparisons.py; both share the style and the helpers here.
 """
 
 from __future__ import annotations
@@ -270,14 +270,17 @@ def save_figure(fig: plt.Figure, path: str | Path, fmt: str) -> Path:
 
 def draw_run_figures(run_dir: str, out_dir: str, names: list[str], fmt: str = "png") -> list[Path]:
     """Draw the named figures of the run in `run_dir` to `out_dir`/{name}.{fmt}."""
-    unknown = sorted(set(names) - set(RUN_FIGURES))
+    from .analyses.figures import ANALYSIS_FIGURES  # they draw in the style defined here
+
+    known = {**RUN_FIGURES, **ANALYSIS_FIGURES}
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown figure {unknown}; known: {', '.join(RUN_FIGURES)}")
+        raise ValueError(f"unknown figure {unknown}; known: {', '.join(known)}")
     run = Path(run_dir).name
     tables = {}
     paths = []
     for name in names:
-        function, files = RUN_FIGURES[name]
+        function, files = known[name]
         for file in files:
             if file not in tables:
                 tables[file] = read_table(Path(run_dir) / file)

@@ -32,7 +32,9 @@ def apply_precision(precision: str) -> None:
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     torch.backends.cudnn.allow_tf32 = allow_tf32
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # for deterministic cuBLAS
-    torch.use_deterministic_algorithms(True)
+    # torch.use_deterministic_algorithms(True) also imports torch._inductor, 2-3 s of every job's
+    # start on a laptop CPU, only to set the compiler's own flag; nothing here compiles.
+    torch._C._set_deterministic_algorithms(True, warn_only=False)
 
 
 def autocast(precision: str, device):

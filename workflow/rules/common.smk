@@ -45,6 +45,13 @@ FIGURE_TABLES = ["geometry.parquet", "schedule.csv", "schedule.json", "bound.csv
 if DENSE:
     RUN_FIGURES["dense"] = "Per run"
     FIGURE_TABLES.append("dense.parquet")
+# The analyses that are on (config `analyses`: each a mapping of its settings, or false), their
+# tables and figures (analyses/figures.py ANALYSIS_FIGURES draws each).
+ANALYSES = {name: settings for name, settings in config["analyses"].items() if settings}
+ANALYSIS_TABLES = [f"{name}.parquet" for name in ANALYSES]
+for name in ANALYSES:
+    RUN_FIGURES[name] = "Per run"
+FIGURE_TABLES.extend(ANALYSIS_TABLES)
 # The closed loop: the base run retrained on each of these schedules (config schedule.retrain).
 LOOP_SCHEDULES = {"derived": "schedule.json", "cosine": "cosine.json"}
 RETRAINED = ["base"] if config["schedule"]["retrain"] else []
@@ -209,6 +216,15 @@ def replayed_segments(wildcards):
         results_path(f"runs/{wildcards.run}/dense/{first}-{last}.parquet")
         for first, last in jobs
     ]
+
+
+def analysis_options(name):
+    """An analysis' settings as `nwt <analysis>` options: `--points 11 --examples 128`."""
+    options = []
+    for key, value in sorted(ANALYSES[name].items()):
+        values = value if isinstance(value, list) else [value]
+        options.append(f"--{key.replace('_', '-')} " + " ".join(str(v) for v in values))
+    return " ".join(options)
 
 
 def run_figure_outputs():
