@@ -164,3 +164,35 @@ def test_a_run_without_its_geometry_is_named():
     tables = {run: table for run, table in TABLES.items() if run != "seed=1"}
     with pytest.raises(ValueError, match="seed=1"):
         claims_table(tables, {}, CONFIG)
+
+
+def straight_path(run: str, losses: dict[int, list[float]]) -> pd.DataFrame:
+    """An interpolation table: step -> the loss at alpha 0, 0.5, 1."""
+    return pd.DataFrame([{"run": run, "step": step, "alpha": alpha, "loss": loss}
+                         for step, values in losses.items()
+                         for alpha, loss in zip((0.0, 0.5, 1.0), values)])  # fmt: skip
+
+
+def test_the_straight_path_columns_and_statement_where_interpolation_is_on():
+    descending = {0: [2.0, 1.0, 0.5], 10: [1.0, 0.7, 0.5]}
+    interpolations = {run: straight_path(run, descending) for run in TABLES}
+    # valley: the segment from step 2 rises by 0.5 above its start (25 % of it), then falls
+    interpolations["valley"] = straight_path("valley", {2: [2.0, 2.5, 0.5], 10: [1.0, 0.8, 0.5]})
+    table = claims_table(TABLES, SCHEDULES, CONFIG, interpolations)
+    assert table["monotone_share"].to_dict() == {run: 1.0 if run != "valley" else 0.5
+                                                  for run in TABLES}  # fmt: skip
+    assert table.loc["valley", "largest_bump"] == pytest.approx(0.5)
+    assert table.loc["valley", "largest_bump_relative"] == pytest.approx(0.25)
+    statement = claim_statements(table, CONFIG)["our runs"].iloc[-1]
+    assert statement == (
+        "monotone at every measured checkpoint in 4 of 5 runs; in the others: valley 50.0% "
+        "(largest rise 0.5, 25.0% of its segment's starting loss)."
+    )
+    with pytest.raises(ValueError, match=r"no interpolation table of run \['valley'\]"):
+        claims_table(TABLES, SCHEDULES, CONFIG, {run: interpolations[run] for run in RUNS_ON_DATA})
+    # Without the analysis, neither the columns nor the statement.
+    plain = claims_table(TABLES, SCHEDULES, CONFIG)
+    assert "monotone_share" not in plain and len(claim_statements(plain, CONFIG)) == 6
+
+
+RUNS_ON_DATA = ["base", "batch_size=16", "batch_size=256", "seed=1"]

@@ -17,6 +17,11 @@ Per run (one row of claims.csv), from the `sampled` minibatches of its geometry 
     batch_size_gamma_rank    runs at a level of the batch_size ablation: the rank of that level's
                              mean gamma (averaged over its seeds) among the levels, 1 the lowest
     schedule_family          the family fitted to the derived schedule (schedule.json `family`)
+    monotone_share           where the interpolation analysis is on (beyond the paper): the share
+    largest_bump,            of measured checkpoints whose straight segment to w* the loss
+    largest_bump_relative    descends all the way, and the largest rise of the loss along any,
+                             absolute and relative to that segment's starting loss
+                             (analyses/interpolation.py monotone_summary)
 
 claims.html states each claim of the paper beside what the runs show, then the table.
 `--config` is the workflow config with its defaults filled (inline JSON, or a YAML/JSON file).
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .analyses.interpolation import monotone_summary
 from .config import ablation_levels, expand_runs, format_value
 from .files import written
 from .formatting import format_share
@@ -37,13 +43,16 @@ from .formatting import format_share
 FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
 SETTINGS = ("task", "model", "optimizer", "batch_size", "lr", "seed")
+# Claims column -> monotone_summary key, where the interpolation analysis is on.
+STRAIGHT_PATH = {"monotone_share": "monotone", "largest_bump": "largest_bump",
+                 "largest_bump_relative": "largest_bump_relative"}  # fmt: skip
 
 
-def check_tables(tables: dict[str, pd.DataFrame], runs) -> None:
-    """Fail naming every run of `runs` that has no geometry table."""
+def check_tables(tables: dict[str, pd.DataFrame], runs, kind: str = "geometry") -> None:
+    """Fail naming every run of `runs` that has no table (a geometry table, or another `kind`)."""
     missing = sorted(set(runs) - set(tables))
     if missing:
-        raise ValueError(f"no geometry table of run {missing}")
+        raise ValueError(f"no {kind} table of run {missing}")
 
 
 def max_factor(medians: pd.Series) -> float:
@@ -95,9 +104,13 @@ def batch_size_ranks(table: pd.DataFrame, config: dict) -> pd.Series:
 
 
 def claims_table(
-    tables: dict[str, pd.DataFrame], schedules: dict[str, dict], config: dict
+    tables: dict[str, pd.DataFrame],
+    schedules: dict[str, dict],
+    config: dict,
+    interpolations: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """One row per run of the config, in its order (see the module docstring)."""
+    """One row per run of the config, in its order (see the module docstring); `interpolations`
+    (run name -> interpolation table) where that analysis is on."""
     runs = expand_runs(config)
     check_tables(tables, runs)
     rows = {
@@ -109,6 +122,11 @@ def claims_table(
     table["batch_size_gamma_rank"] = batch_size_ranks(table, config)
     # The schedule stage writes `family` once it fits one; until then the column stays empty.
     table["schedule_family"] = [schedules.get(run, {}).get("family") for run in table.index]
+    if interpolations:
+        check_tables(interpolations, runs, "interpolation")
+        straight = {run: monotone_summary(interpolations[run]) for run in table.index}
+        for column, key in STRAIGHT_PATH.items():
+            table[column] = [straight[run][key] for run in table.index]
     return table
 
 
@@ -141,6 +159,18 @@ def _controls(table: pd.DataFrame) -> str:
     if paired.empty:
         return "no run differs from another in its seed alone (no γ_other); " + origin
     return f"median γ / γ_other / γ_origin: {siblings}; over all runs, {origin}"
+
+
+def _straight_path(table: pd.DataFrame) -> str:
+    """The runs whose every segment to w* descends, and the others' shares and largest rises."""
+    bumpy = table[table["monotone_share"] < 1]
+    others = "; in the others: " + ", ".join(
+        f"{run} {format_share(row.monotone_share)} (largest rise {row.largest_bump:.2g}, "
+        f"{row.largest_bump_relative:.1%} of its segment's starting loss)"
+        for run, row in bumpy.iterrows()
+    )
+    return (f"monotone at every measured checkpoint in {len(table) - len(bumpy)} of {len(table)} "
+            f"runs" + (others if len(bumpy) else "") + ".")  # fmt: skip
 
 
 def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -199,6 +229,13 @@ def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
             _controls(table),
         ),
     ]
+    if "monotone_share" in table:
+        rows.append((
+            "Beyond the paper, no wrong turns in the most literal sense (Goodfellow et al. 2015; "
+            "Lucas et al. 2021): the loss falls monotonically along the straight segment from "
+            "each checkpoint to w*.",
+            _straight_path(table),
+        ))  # fmt: skip
     return pd.DataFrame(rows, columns=["the paper (in our words)", "our runs"])
 
 
@@ -208,13 +245,15 @@ def write_claims(
     config: dict,
     out_csv: str,
     out_html: str,
+    interpolations: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """claims.csv and claims.html from each run's geometry table (run name -> table)."""
+    """claims.csv and claims.html from each run's geometry table (run name -> table), and its
+    interpolation table where that analysis is on."""
     schedules = {}
     for path in schedule_paths:
         document = json.loads(Path(path).read_text())
         schedules[document["run"]] = document
-    table = claims_table(tables, schedules, config)
+    table = claims_table(tables, schedules, config, interpolations)
     with written(out_csv) as tmp:
         table.to_csv(tmp)
     statements = claim_statements(table, config)

@@ -173,15 +173,15 @@ def cmd_figures(args) -> None:
     draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
-def _geometry_tables(paths: list[str]) -> dict:
-    """Run name (from its `run` column) -> geometry table."""
+def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
+    """Run name (from its `run` column) -> table (a geometry table, or another `kind`)."""
     import pandas as pd
 
     tables = {}
     for path in paths:
         table = pd.read_parquet(path)
         if table.empty:
-            raise ValueError(f"{path}: the geometry table has no rows")
+            raise ValueError(f"{path}: the {kind} table has no rows")
         tables[str(table["run"].iloc[0])] = table
     return tables
 
@@ -212,7 +212,8 @@ def cmd_claims(args) -> None:
     from .config import load_config
 
     config = load_config(args.config, "workflow config")
-    write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html)
+    write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html,
+                 _geometry_tables(args.interpolation, "interpolation"))  # fmt: skip
 
 
 def cmd_interpolation(args) -> None:

@@ -225,6 +225,10 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--config", required=True, help=CONFIG_HELP)
     claims.add_argument("--geometry", nargs="+", required=True, help="every run's geometry.parquet")
     claims.add_argument("--schedules", nargs="*", default=[], help="every run's schedule.json")
+    claims.add_argument(
+        "--interpolation", nargs="*", default=[],
+        help="every run's interpolation.parquet, where that analysis is on",
+    )  # fmt: skip
     claims.add_argument("--csv", required=True, help="claims.csv to write")
     claims.add_argument("--html", required=True, help="claims.html to write")
     claims.set_defaults(func=cli.cmd_claims)

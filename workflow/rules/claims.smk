@@ -5,6 +5,10 @@ rule claims:
     input:
         geometry=geometry_tables(RUNS),
         schedules=expand(results_path("runs/{run}/schedule.json"), run=RUNS),
+        interpolation=expand(
+            results_path("runs/{run}/interpolation.parquet"),
+            run=RUNS if "interpolation" in ANALYSES else [],
+        ),
     output:
         csv=report(
             results_path("claims.csv"),
@@ -29,5 +33,6 @@ rule claims:
         config=RUNS_CONFIG,
     shell:
         "nwt claims --config {params.config:q} --geometry {input.geometry:q}"
-        " --schedules {input.schedules:q} --csv {output.csv:q} --html {output.html:q}"
+        " --schedules {input.schedules:q} --interpolation {input.interpolation:q}"
+        " --csv {output.csv:q} --html {output.html:q}"
         " > {log:q} 2>&1"
