@@ -20,8 +20,9 @@ import torch
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.data import load_task
+from nowrongturns.learning_rates import lr_schedule
 from nowrongturns.models import build_model
-from nowrongturns.optim import build_optimizer, lr_schedule
+from nowrongturns.optim import build_optimizer
 from nowrongturns.train import evaluate, forward_backward, minibatches, train
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"

@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 
 from nowrongturns.data import SAMPLED, load_task, seeded_generator
+from nowrongturns.learning_rates import lr_schedule
 from nowrongturns.models import build_model, resolve_device
-from nowrongturns.optim import build_optimizer, lr_schedule
+from nowrongturns.optim import build_optimizer
 from nowrongturns.recorder import rng_states, set_rng_states
 from nowrongturns.train import (
     checkpoint_steps,

@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import tiny_run
 
-from nowrongturns.optim import BUILTIN_OPTIMIZERS, build_optimizer, lr_schedule
+from nowrongturns.learning_rates import lr_schedule
+from nowrongturns.optim import BUILTIN_OPTIMIZERS, build_optimizer
 from nowrongturns.optimizer_state import load_state_vector, state_size, state_vector
 from nowrongturns.train import train
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, SCHEMA, Workflow
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.optim import peak_lr
+from nowrongturns.learning_rates import peak_lr
 
 PRESETS = sorted((REPO / "configs").glob("*.yaml"))
 

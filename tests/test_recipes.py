@@ -27,7 +27,7 @@ from nowrongturns.augment import AUGMENT_TRAIN, Draw, RandomCrop, counter_unifor
 from nowrongturns.data import load_task
 from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
 from nowrongturns.geometry import measure
-from nowrongturns.optim import lr_schedule, peak_lr
+from nowrongturns.learning_rates import lr_schedule, peak_lr
 from nowrongturns.train import train
 
 

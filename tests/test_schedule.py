@@ -9,7 +9,7 @@ from conftest import SCHEMA
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.geometry import measure
-from nowrongturns.optim import file_schedule
+from nowrongturns.learning_rates import file_schedule
 from nowrongturns.schedule import derive_schedule
 from nowrongturns.schedule_fit import choose, fit_families, schedule_curve
 from nowrongturns.synthetic import quadratic_problem

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .bound import bound_table, guarantee
 from .files import written
-from .optim import lr_schedule, peak_lr
+from .learning_rates import lr_schedule, peak_lr
 from .schedule_fit import FAMILIES, choose, fit_families, schedule_curve
 from .trajectory import TrajectoryReader
 

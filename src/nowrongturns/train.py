@@ -21,8 +21,9 @@ import torch
 from . import distributed
 from .augment import AUGMENT_TRAIN, Draw
 from .data import epoch_order, load_task
+from .learning_rates import lr_schedule
 from .models import build_model, resolve_device
-from .optim import build_optimizer, lr_schedule
+from .optim import build_optimizer
 from .optimizer_state import load_state_vector, state_size
 from .pipeline import Request, batches
 from .precision import apply_precision, autocast, uses_channels_last

@@ -14,11 +14,16 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
-from torch import nn
+
+# torch is imported where a model meets the file, not by the reader: the stages that only read a
+# trajectory (schedule) start in a second rather than the four that importing torch takes.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 from .trajectory_disk import (
     METADATA_MARGIN,
@@ -76,16 +81,22 @@ def partial_path(path: str | Path) -> Path:
 
 def flat_parameters(model: nn.Module) -> torch.Tensor:
     """w: every trainable parameter, flattened in `model.parameters()` order."""
+    import torch
+
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 def flat_buffers(model: nn.Module) -> torch.Tensor:
+    import torch
+
     buffers = [b.detach().reshape(-1).float() for b in model.buffers()]
     return torch.cat(buffers) if buffers else torch.zeros(0)
 
 
 def load_flat(model: nn.Module, weights, buffers) -> None:
     """Put a flat weight vector (and buffer vector) back into the model, in place."""
+    import torch
+
     weights = torch.as_tensor(weights)
     buffers = torch.as_tensor(buffers)
     with torch.no_grad():
@@ -131,6 +142,8 @@ class TrajectoryWriter:
         world_size: int = 1,
         precision: str = "fp32",
     ):
+        import torch
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         identity = {
