@@ -16,6 +16,9 @@ rule measure:
         results_path(f"logs/measure/{MEASURE_PART}.log"),
     benchmark:
         results_path(f"benchmarks/measure/{MEASURE_PART}.tsv")
+    # The longest job of most runs: each starts as soon as its trajectories exist, ahead of the
+    # short jobs ready then, so that the last one does not run alone while cores idle.
+    priority: 1
     threads: stage_threads("measure")
     resources:
         **stage_resources("measure"),
