@@ -147,7 +147,7 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
             "right", functions=(lambda g: g * root_d, lambda z: z / root_d)
         )
         z_axis.set_ylabel(rf"$z = \gamma\sqrt{{d}}$, $d$ = {round(root_d**2):,}")
-    legend_below(fig, panels["gamma"], ncols=5)
+    legend_below(fig, panels["gamma"], ncols=4)
     return fig
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..figures import PROGRESS_LABEL, set_style
+from ..formatting import format_share
 
 PATH_COLOURS = "viridis"  # progress t/T: dark at the start, yellow at the end
 
@@ -40,7 +41,8 @@ def interpolation_figure(table: pd.DataFrame, run: str) -> plt.Figure:
         rows = rows.sort_values("alpha")
         ax.plot(rows["alpha"], rows["loss"], color=colour(rows["progress"].iloc[0]), lw=0.9)
     summary = monotone_summary(table)
-    note = (f"monotone on {summary['monotone']:.0%} of {summary['checkpoints']} segments\n"
+    share = format_share(summary["monotone"])
+    note = (f"monotone on {share} of {summary['checkpoints']} segments\n"
             f"largest rise {summary['largest_bump']:.3g} "
             f"(step {summary['largest_bump_step']})")  # fmt: skip
     ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize="small",
