@@ -43,7 +43,7 @@ SOURCE_STYLE = {
 CONTROL_STYLE = {
     "gamma_other": {"color": "C5", "ls": "-.",
                     "label": r"control: $\cos(G, w - w^{*\prime})$, another seed's $w^*$"},
-    "gamma_origin": {"color": "C7", "ls": (0, (1, 1)), "label": r"control: $\cos(G, w)$"},
+    "gamma_origin": {"color": "C8", "ls": (0, (1, 1)), "label": r"control: $\cos(G, w)$"},
 }
 # The step replayed from the stored state matches the train-batch gradient to float32 rounding.
 FLOAT32_REPLAY = 1e-4
