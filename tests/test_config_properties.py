@@ -115,8 +115,10 @@ def mutated_configs(draw):
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["replace", "replace", "add", "delete"]))
         if kind == "add":
+            runs = node_at(config, ("runs",))
+            named = runs if isinstance(runs, dict) else {}  # an earlier edit may have made it 1
             sections = [("base",), ("ablations",), ("train",), ("measure",), ("schedule",),
-                        *(("runs", name) for name in node_at(config, ("runs",)) or {})]  # fmt: skip
+                        *(("runs", name) for name in named)]  # fmt: skip
             section = draw(st.sampled_from(sections))
             if not isinstance(node_at(config, section), dict):
                 continue
