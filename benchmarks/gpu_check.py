@@ -114,10 +114,11 @@ def precisions(folder: Path, device: str, tiny: bool, run: dict, trajectory: Pat
         other = measure(trajectory, folder / f"{precision}.parquet", "r", samples=2,
                         full_batch=False, random_labels=False, device=device,
                         precision=precision)  # fmt: skip
-        merged = strict.merge(other, on=["step", "source", "sample"], suffixes=("", "_other"))
-        rsi = np.max(np.abs(merged["rsi"] - merged["rsi_other"]) / merged["eb"])
-        eb = np.max(np.abs(merged["eb"] - merged["eb_other"]) / merged["eb"])
-        gamma = np.max(np.abs(merged["gamma"] - merged["gamma_other"]))
+        # (not "_other": the geometry table has a column gamma_other of its own)
+        merged = strict.merge(other, on=["step", "source", "sample"], suffixes=("", "_low"))
+        rsi = np.max(np.abs(merged["rsi"] - merged["rsi_low"]) / merged["eb"])
+        eb = np.max(np.abs(merged["eb"] - merged["eb_low"]) / merged["eb"])
+        gamma = np.max(np.abs(merged["gamma"] - merged["gamma_low"]))
         print(f"   measured in {precision} against fp32, same checkpoints: |d RSI| / EB "
               f"{rsi:.2g}, |d EB| / EB {eb:.2g}, |d gamma| {gamma:.2g}")  # fmt: skip
     apply_precision("fp32")
