@@ -54,14 +54,15 @@ def orthogonal(trajectory: str, out: str, run_name: str, lags: Iterable[int] = L
         steps, ks, values = [], [], []
         for step, _, gradient in replay.steps():
             weights = flat_parameters(replay.model)  # a copy: the step changes the model
-            part = orthogonal_part(gradient.double(), weights.double() - final64)
+            weights64 = weights.double()  # once a step, not once a lag
+            part = orthogonal_part(gradient.double(), weights64 - final64)
             norm = part.norm()
             for k in lags:
                 if k > len(history):
                     break
                 earlier, earlier_norm, earlier_weights = history[-k]
                 cosine = (earlier.double() @ part) / (earlier_norm * norm)
-                distance = (earlier_weights.double() - weights.double()).norm()
+                distance = (earlier_weights.double() - weights64).norm()
                 steps.append(step - k)
                 ks.append(k)
                 values.append(torch.stack([cosine, distance]))
