@@ -21,10 +21,10 @@ import torch
 from fake_cifar10 import write_cifar10
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import load_task
 from nowrongturns.models import build_model
-from nowrongturns.optim import build_optimizer
-from nowrongturns.train import forward_backward, minibatches
+from nowrongturns.optim.optimizers import build_optimizer
+from nowrongturns.step import forward_backward, minibatches
+from nowrongturns.tasks.load import load_task
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 RESNET8 = {"task": "cifar10", "model": "resnet", "width": 16, "depth": 1, "batch_size": 128}
@@ -53,7 +53,8 @@ def time_steps(run: dict, steps: int) -> float:
 
 def time_batches(run: dict, count: int) -> float:
     """Seconds to build one minibatch (index, augment, standardize), averaged over `count`."""
-    from nowrongturns.augment import AUGMENT_TRAIN, Draw
+    from nowrongturns.step import AUGMENT_TRAIN
+    from nowrongturns.tasks.augment import Draw
 
     task = load_task(run)
     batches = list(minibatches(run["seed"], task.train_size, run["batch_size"], 0, count))

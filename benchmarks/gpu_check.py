@@ -28,16 +28,18 @@ from fake_cifar10 import write_cifar10
 from input_pipeline import write_imagenet
 from measure_speed import measure_stage, raw_forward_backward
 
-from nowrongturns.augment import AUGMENT_TRAIN, Draw
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import load_task
-from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
-from nowrongturns.geometry import measure
+from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
-from nowrongturns.optim import build_optimizer
-from nowrongturns.pipeline import Request, batches
+from nowrongturns.optim.optimizers import build_optimizer
 from nowrongturns.precision import PRECISIONS, apply_precision, autocast
-from nowrongturns.train import train
+from nowrongturns.replay.segments import replay_jobs, segment_steps
+from nowrongturns.replay.stage import replay_segments
+from nowrongturns.step import AUGMENT_TRAIN
+from nowrongturns.tasks.augment import Draw
+from nowrongturns.tasks.load import load_task
+from nowrongturns.tasks.pipeline import Request, batches
+from nowrongturns.train.stage import train
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nowrongturns.augment import AUGMENT_TRAIN, Draw
-from nowrongturns.data import load_task
-from nowrongturns.pipeline import Request, batches
+from nowrongturns.step import AUGMENT_TRAIN
+from nowrongturns.tasks.augment import Draw
+from nowrongturns.tasks.load import load_task
+from nowrongturns.tasks.pipeline import Request, batches
 
 BATCH = 64
 

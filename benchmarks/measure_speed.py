@@ -46,13 +46,17 @@ from fake_cifar10 import write_cifar10
 from reference_two_pass import two_pass_checkpoints, two_pass_dense
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import SAMPLED, load_task, seeded_generator
-from nowrongturns.dense import replay_jobs, replay_segments, segment_steps
-from nowrongturns.geometry import Sources, checkpoint_requests, fixed_batches, measure
+from nowrongturns.measure.gradients import Sources, checkpoint_requests, fixed_batches
+from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
-from nowrongturns.pipeline import batches
-from nowrongturns.train import train
-from nowrongturns.trajectory import TrajectoryReader, load_flat
+from nowrongturns.replay.segments import replay_jobs, segment_steps
+from nowrongturns.replay.stage import replay_segments
+from nowrongturns.step import SAMPLED, seeded_generator
+from nowrongturns.tasks.load import load_task
+from nowrongturns.tasks.pipeline import batches
+from nowrongturns.train.stage import train
+from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.state import load_flat
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 CASES = {

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from nowrongturns.config import expand_runs, validate_config
-from nowrongturns.data import load_task
-from nowrongturns.learning_rates import lr_schedule
 from nowrongturns.models import build_model
-from nowrongturns.optim import build_optimizer
-from nowrongturns.train import evaluate, forward_backward, minibatches, train
+from nowrongturns.optim.learning_rates import lr_schedule
+from nowrongturns.optim.optimizers import build_optimizer
+from nowrongturns.step import forward_backward, minibatches
+from nowrongturns.tasks.load import load_task
+from nowrongturns.train.stage import evaluate, train
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 CASES = {

@@ -10,33 +10,27 @@ gradients it measures and logs RSI, EB and gamma of each against w*. Every logge
 host as it is computed (`.item()` on each loss, norm and dot product, as logging each value to
 wandb does), in float32, the dtype of the model.
 
-To be compared with the package, it uses the package's own pieces (task, model, optimizer,
-schedule, minibatch order, loss and gradient) and measures the same things: the logged steps are
-the checkpoint steps but the last (`checkpoint_steps`, as the measure stage reads them from the
+To be compared with the package, it uses the package's own pieces (task, model, optimizer, schedule,
+minibatch order, loss and gradient) and measures the same things: the logged steps are the
+checkpoint steps but the last (`checkpoint_steps`, as the measure stage reads them from the
 trajectory), the minibatches are the step's train batch plus `samples` minibatches drawn from
-`seeded_generator(seed, SAMPLED, step)`, as `nowrongturns.geometry.gradients_at` draws them. The
-train batch's gradient is the one the training step uses anyway, so it costs pass 2 nothing
-extra; the sampled ones are computed before it, at the same weights. Nothing here is slower than
-it needs to be: no per-step logging in pass 1, no file written, w* kept in memory.
-"""
+`seeded_generator(seed, SAMPLED, step)`, as `nowrongturns.measure.gradients.gradients_at` draws
+them. The train batch's gradient is the one the training step uses anyway, so it costs pass 2
+nothing extra; the sampled ones are computed before it, at the same weights. Nothing here is slower
+than it needs to be: no per-step logging in pass 1, no file written, w* kept in memory. """
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-from nowrongturns.data import SAMPLED, load_task, seeded_generator
-from nowrongturns.learning_rates import lr_schedule
 from nowrongturns.models import build_model, resolve_device
-from nowrongturns.optim import build_optimizer
-from nowrongturns.recorder import rng_states, set_rng_states
-from nowrongturns.train import (
-    checkpoint_steps,
-    evaluate,
-    forward_backward,
-    minibatches,
-)
-from nowrongturns.trajectory import flat_parameters
+from nowrongturns.optim.learning_rates import lr_schedule
+from nowrongturns.optim.optimizers import build_optimizer
+from nowrongturns.step import SAMPLED, forward_backward, minibatches, seeded_generator
+from nowrongturns.tasks.load import load_task
+from nowrongturns.train.stage import checkpoint_steps, evaluate
+from nowrongturns.trajectory.state import flat_parameters, rng_states, set_rng_states
 
 
 def _start(run: dict, device: torch.device):

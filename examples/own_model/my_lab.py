@@ -1,7 +1,7 @@
 """A lab's own model and data, measured by nowrongturns through the config alone:
 
     base:
-      task: "my_lab:spirals"        # spirals(run) -> nowrongturns.data.Task
+      task: "my_lab:spirals"        # spirals(run) -> nowrongturns.Task
       model: "my_lab:residual_mlp"  # residual_mlp(input_shape, num_classes, run) -> nn.Module
 
 Nothing here imports the workflow: the task is built with the public constructor
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nowrongturns.data import Task
+from nowrongturns import Task
 
 
 class Spirals(torch.utils.data.Dataset):

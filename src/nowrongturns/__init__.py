@@ -1,3 +1,32 @@
-"""nowrongturns: the geometry of neural-network optimization paths (RSI, EB, gamma against w*)."""
+"""nowrongturns: the geometry of neural-network optimization paths (RSI, EB, gamma against w*).
+
+The package is laid out as the workflow runs, one subpackage per stage, each importing only from
+the layers below it (`.importlinter` says which):
+
+    cli/         `nwt <stage>`: every stage as a command on files
+    report/      figures and the claims table
+    analyses/    more geometry along the path: interpolation, sharpness, plane, orthogonal
+    schedule/    the step size derived from the geometry, the bound, the closed loop
+    replay/      dense mode: the segments between checkpoints replayed
+    train/       the train stage
+    measure/     the measure stage: RSI, EB and gamma of sampled gradients against w*
+    step.py      the training step and the seeded streams, shared by train, replay and measure
+    trajectory/  the trajectory file (HDF5): format, writer, reader, checkpoint state
+    tasks/ models/ optim/    the data, the networks and the optimizers a run config names
+    config/      the workflow config: validation, runs, sizes, the code a config may name
+
+Public names: `nowrongturns.Task` (a task of your own, returned by a `task:` factory).
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["Task"]
+
+
+def __getattr__(name: str):
+    # Imported when first asked for: `import nowrongturns` stays free of torch.
+    if name == "Task":
+        from nowrongturns.tasks.task import Task
+
+        return Task
+    raise AttributeError(f"module 'nowrongturns' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from nowrongturns.config import (
     seed_siblings,
     validate_config,
 )
-from nowrongturns.factories import factories, module_file
+from nowrongturns.config.factories import factories, module_file
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 try:
@@ -38,7 +38,7 @@ RUN_TABLES = [
 ]
 DENSE = config["measure"]["dense"]
 FIGURE_FORMAT = config["figures"]["format"]
-# The figures of each run and their report category; figures.py RUN_FIGURES draws each from the
+# The figures of each run and their report category; report/figures.py RUN_FIGURES draws each from the
 # tables FIGURE_TABLES lists, and workflow/report/{name}.rst is its caption.
 RUN_FIGURES = {"geometry": "Per run", "schedule": "Schedules", "bound": "Schedules"}
 FIGURE_TABLES = ["geometry.parquet", "schedule.csv", "schedule.json", "bound.csv"]
@@ -46,7 +46,7 @@ if DENSE:
     RUN_FIGURES["dense"] = "Per run"
     FIGURE_TABLES.append("dense.parquet")
 # The analyses that are on (config `analyses`: each a mapping of its settings, or false), their
-# tables and figures (analyses/figures.py ANALYSIS_FIGURES draws each).
+# tables and figures (report/analysis_figures.py ANALYSIS_FIGURES draws each).
 ANALYSES = {name: settings for name, settings in config["analyses"].items() if settings}
 ANALYSIS_TABLES = [f"{name}.parquet" for name in ANALYSES]
 for name in ANALYSES:

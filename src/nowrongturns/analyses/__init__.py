@@ -9,5 +9,5 @@
                     to w*, from a replay of the training steps
 
 What they share (the model at a point of weight space, a fixed evaluation set) is evaluation.py;
-their figures are figures.py. Importing this package imports no torch.
+their figures are report/analysis_figures.py. Importing this package imports no torch.
 """

@@ -1,11 +1,11 @@
 """What the analyses along a path share: a run's model set to any point of weight space, and the
 loss there of a fixed evaluation set of training examples.
 
-The loss is taken as the measured gradients are (geometry.py): the model in train mode, so that
-BatchNorm normalizes by the statistics of the examples evaluated (the running statistics stored
+The loss is taken as the measured gradients are (measure/gradients.py): the model in train mode, so
+that BatchNorm normalizes by the statistics of the examples evaluated (the running statistics stored
 with a checkpoint play no part), without augmentation; each chunk's loss is computed from the
-outputs cast to float64 and the chunks are summed in float64, so that losses along a segment
-compare to well below float32's rounding of one example's loss.
+outputs cast to float64 and the chunks are summed in float64, so that losses along a segment compare
+to well below float32's rounding of one example's loss.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from collections.abc import Iterable
 
 import torch
 
-from ..data import load_task, seeded_generator
-from ..factories import require_trusted
-from ..geometry import FULL_BATCH_CHUNK
-from ..models import build_model, resolve_device
-from ..precision import apply_precision
-from ..trajectory import TrajectoryReader, load_flat
-
-# The random stream (data.py) of the evaluation set's draw: a stream of its own, so that drawing
-# it changes no other draw.
-EVALUATION = 5
+from nowrongturns.config.factories import require_trusted
+from nowrongturns.measure.gradients import FULL_BATCH_CHUNK
+from nowrongturns.models import build_model, resolve_device
+from nowrongturns.precision import apply_precision
+from nowrongturns.step import EVALUATION, seeded_generator
+from nowrongturns.tasks.load import load_task
+from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.state import load_flat
 
 
 def evaluation_indices(seed: int, train_size: int, examples: int) -> torch.Tensor:

@@ -29,10 +29,10 @@ def interpolate(trajectory: str, out: str, run_name: str, points: int = 11, exam
     # Imported here: the figures and the claims table read monotone_summary without torch.
     import torch
 
-    from ..files import written
-    from ..progress import Progress
-    from ..trajectory import TrajectoryReader
-    from .evaluation import PathModel
+    from nowrongturns.analyses.evaluation import PathModel
+    from nowrongturns.files import written
+    from nowrongturns.progress import Progress
+    from nowrongturns.trajectory.reader import TrajectoryReader
 
     if points < MIN_POINTS:
         raise ValueError(f"points (analyses.interpolation.points) must be at least {MIN_POINTS}, "

@@ -1,8 +1,8 @@
 """Orthogonal components (the reference code's analysis, at every step rather than every 51st):
-replaying the training steps from the stored checkpoints (dense.py's Replay), the cosine between
-the part of g_t orthogonal to w_t - w* and the part of g_{t+k} orthogonal to w_{t+k} - w*, and the
-distance ||w_t - w_{t+k}||, for every step t and lag k with t + k < T. If the gradients' parts
-off the direction to w* are noise, their cosines at k > 0 are near 0; if they are a consistent
+replaying the training steps from the stored checkpoints (replay/stage.py's Replay), the cosine
+between the part of g_t orthogonal to w_t - w* and the part of g_{t+k} orthogonal to w_{t+k} - w*,
+and the distance ||w_t - w_{t+k}||, for every step t and lag k with t + k < T. If the gradients'
+parts off the direction to w* are noise, their cosines at k > 0 are near 0; if they are a consistent
 drift (a curved path), they stay positive over lags at which the weights have moved.
 
     nwt orthogonal results/runs/base/trajectory.h5 --out results/runs/base/orthogonal.parquet \
@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..dense import Replay
-from ..files import written
-from ..models import resolve_device
-from ..progress import Progress
-from ..trajectory import TrajectoryReader, flat_parameters
+from nowrongturns.files import written
+from nowrongturns.models import resolve_device
+from nowrongturns.progress import Progress
+from nowrongturns.replay.stage import Replay
+from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.state import flat_parameters
 
 LAGS = (1, 2, 5, 10, 20, 50)
 

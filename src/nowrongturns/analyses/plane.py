@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..files import written
-from ..progress import Progress
-from ..trajectory import TrajectoryReader
-from .evaluation import PathModel
+from nowrongturns.analyses.evaluation import PathModel
+from nowrongturns.files import written
+from nowrongturns.progress import Progress
+from nowrongturns.trajectory.reader import TrajectoryReader
 
 # Checkpoints held at once (float64 differences) while the Gram matrix is summed.
 BLOCK_BYTES = 2**30

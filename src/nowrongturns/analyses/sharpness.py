@@ -24,15 +24,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import seeded_generator
-from ..files import written
-from ..progress import Progress
-from ..trajectory import TrajectoryReader
-from .evaluation import EVALUATION, PathModel
-
-# The stream of the Lanczos start vector, beside the evaluation set's: one start for every
-# checkpoint of a run, so that lambda_max moves only as the path does.
-LANCZOS_START = EVALUATION + 1
+from nowrongturns.analyses.evaluation import PathModel
+from nowrongturns.files import written
+from nowrongturns.progress import Progress
+from nowrongturns.step import LANCZOS_START, seeded_generator
+from nowrongturns.trajectory.reader import TrajectoryReader
 
 
 def top_eigenvalue(product: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,

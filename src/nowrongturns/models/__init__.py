@@ -1,12 +1,12 @@
 """Models, built from a run config and the task they learn.
 
-`build_model(run, task)` picks the model named by the run key `model` and sizes it with the run
-keys each model reads (`width`, `depth`, `heads`, `width_multiplier`; see `MODELS`), or calls the
-factory it names: "package.module:function" or "timm/<name>" (factories.py), whose output on two
-training examples is checked against the task before any step. One module
-per kind of task: classification, segmentation, language, synthetic. Every model has no dropout and
-runs deterministically, including under `torch.use_deterministic_algorithms(True)`, which training
-sets: the measurement stage needs a gradient to be a pure function of weights and minibatch.
+`build_model(run, task)` picks the model named by the run key `model` and sizes it with the run keys
+each model reads (`width`, `depth`, `heads`, `width_multiplier`; see `MODELS`), or calls the factory
+it names: "package.module:function" or "timm/<name>" (config/factories.py), whose output on two
+training examples is checked against the task before any step. One module per kind of task:
+classification, segmentation, language, synthetic. Every model has no dropout and runs
+deterministically, including under `torch.use_deterministic_algorithms(True)`, which training sets:
+the measurement stage needs a gradient to be a pure function of weights and minibatch.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import factories
-from .classification import cnn, mlp, resnet, resnet18, resnet50, resnet152
-from .language import transformer
-from .segmentation import max_unpool, segnet, unet
-from .synthetic import linear, point
+from nowrongturns.config import factories
+from nowrongturns.models.classification import cnn, mlp, resnet, resnet18, resnet50, resnet152
+from nowrongturns.models.language import transformer
+from nowrongturns.models.segmentation import max_unpool, segnet, unet
+from nowrongturns.models.synthetic import linear, point
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "max_unpool", "resolve_device"]
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classification import he_init
+from nowrongturns.models.classification import he_init
 
 
 def conv_bn_relu_twice(in_channels: int, out_channels: int) -> nn.Sequential:

@@ -1,0 +1,172 @@
+"""The measure stage: RSI, EB and gamma of sampled gradients against w* = w_T, per checkpoint.
+
+    nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
+
+For each checkpoint but the last, one forward and backward pass per minibatch; every dot product
+and norm accumulates in float64 on the device, and the rows of a checkpoint reach the host in one
+transfer. The next checkpoint's weights are read from disk while the current one is measured.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nowrongturns.config.factories import require_trusted
+from nowrongturns.files import written
+from nowrongturns.measure.gradients import (
+    GradientProbe,
+    Sources,
+    checkpoint_requests,
+    fixed_batches,
+    gradients_at,
+)
+from nowrongturns.measure.stats import (
+    ACCUMULATED,
+    checkpoint_stats,
+    geometry_table,
+    gradient_stats,
+    other_final_point,
+)
+from nowrongturns.models import build_model, resolve_device
+from nowrongturns.optim.optimizers import build_optimizer
+from nowrongturns.precision import apply_precision
+from nowrongturns.progress import Progress
+from nowrongturns.tasks.load import load_task
+from nowrongturns.tasks.pipeline import batches
+from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.state import load_flat
+
+
+def measured_range(traj: TrajectoryReader, checkpoints: tuple[int, int] | None) -> range:
+    """The measured checkpoints of a job: all but the last (w* itself), or FIRST to LAST."""
+    measured = len(traj.checkpoint_steps) - 1
+    if checkpoints is None:
+        return range(measured)
+    first, last = checkpoints
+    if not 0 <= first <= last < measured:
+        raise ValueError(
+            f"{traj.path}: no measured checkpoints {first} to {last}; it has {measured} "
+            f"(0 to {measured - 1})"
+        )
+    return range(first, last + 1)
+
+
+def measure(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    samples: int = 8,
+    full_batch: bool = True,
+    random_labels: bool = True,
+    update: bool = True,
+    device: str = "auto",
+    data_workers: int = 0,
+    precision: str = "fp32",
+    checkpoints: tuple[int, int] | None = None,
+    trusted: Iterable[str] = (),
+    other_final: str | None = None,
+    **settings,
+) -> pd.DataFrame:
+    """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
+    FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32 unless
+    asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
+    minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
+    A factory the trajectory names is imported only where `trusted` names it (config/factories.py).
+    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
+    sources = Sources(samples, full_batch, random_labels, update, **settings)
+    device = resolve_device(device)
+    apply_precision(precision)
+    with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
+        run = traj.config
+        require_trusted(run, trusted, trajectory)
+        task = load_task(run).to(device)
+        model = build_model(run, task).to(device).train()
+        probe = GradientProbe(model, task, traj.world_size, precision)
+        final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        other_final64 = other_final_point(other_final, traj.param_count, device)
+        optimizer = build_optimizer(run, model)
+        lrs = traj.steps("lr")
+
+        def read(index: int):
+            return (
+                traj.weights(index),
+                traj.buffers(index),
+                traj.optimizer_state(index) if update else None,
+            )
+
+        measured = measured_range(traj, checkpoints)
+        total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
+        steps = traj.checkpoint_steps[measured.start : measured.stop]
+        train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
+        fixed = fixed_batches(run["seed"], task.train_size, run["batch_size"],
+                              sources.fixed_batches)  # fmt: skip
+        full = {index: sources.full_batch_at(index, total) for index in measured}
+        requests = (
+            request
+            for index, step, batch in zip(measured, steps.tolist(), train_batches)
+            for request in checkpoint_requests(task, step, batch, run["seed"], sources, fixed,
+                                               full[index])  # fmt: skip
+        )
+        stream = batches(task, requests, data_workers)
+        pending = reader.submit(read, measured.start) if len(measured) else None
+        progress = Progress(f"measure {run_name}", len(measured), "checkpoint")
+        blocks, row_steps, row_sources, row_samples = [], [], [], []
+        for done, (index, step) in enumerate(zip(measured, steps.tolist()), 1):
+            weights, buffers, optimizer_state = pending.result()
+            if index + 1 < measured.stop:
+                pending = reader.submit(read, index + 1)  # read ahead while this one computes
+            load_flat(model, weights, buffers)
+            weights64 = torch.from_numpy(weights).to(device).double()
+            to_final64 = weights64 - final64
+            to_other64 = weights64 - other_final64 if other_final64 is not None else None
+            at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64)
+            update_direction = None
+            if update:
+                update_direction = functools.partial(
+                    probe.update_direction,
+                    optimizer,
+                    run["optimizer"],
+                    optimizer_state,
+                    lrs[step],
+                    run["clip_grad_norm"],
+                )
+            rows = []
+            for source, sample, (loss, grad) in gradients_at(
+                probe, stream, step, run["seed"], sources, full[index], update_direction
+            ):
+                # An update already holds any weight decay the optimizer applies.
+                decay = 0.0 if source == "update" else run["weight_decay"]
+                stats = gradient_stats(grad, weights64, to_final64, decay, to_other64)
+                rows.append(torch.cat([loss.double().reshape(1), at_checkpoint, stats]))
+                row_steps.append(step)
+                row_sources.append(source)
+                row_samples.append(sample)
+            blocks.append(torch.stack(rows).cpu().numpy())  # the one host sync of a checkpoint
+            if progress.advance(done) or done == len(measured):
+                progress.line(step=step)
+        progress.close()
+        epochs = traj.steps("epoch")
+
+    steps = np.array(row_steps, dtype=np.int64)
+    table = geometry_table(
+        np.concatenate(blocks) if blocks else np.empty((0, len(ACCUMULATED))),
+        {
+            "run": run_name,
+            "step": steps,
+            "epoch": epochs[steps],
+            "progress": steps / traj.total_steps,
+            "source": np.array(row_sources, dtype=object),
+            "sample": np.array(row_samples, dtype=np.int64),
+        },
+        traj.param_count,
+    )
+    table.attrs["fixed_batches"] = [batch.tolist() for batch in fixed]
+    with written(out) as tmp:
+        table.to_parquet(tmp, index=False)
+    return table

@@ -1,0 +1,1 @@
+"""Dense mode: the segments between checkpoints (segments.py), each replayed alone (stage.py)."""

@@ -1,0 +1,1 @@
+"""The train stage (stage.py) and what it keeps of a run beside the trajectory (recorder.py)."""

@@ -1,0 +1,257 @@
+"""The trajectory's one writer: the train stage's file, under a temporary name until complete.
+
+    writer = TrajectoryWriter(path, run, model, optimizer_size, rng_sizes, batch_size, device, ...)
+    writer.append_steps(columns); writer.append_checkpoint(step, state)
+    writer.finish()        # renames trajectory.h5.partial to trajectory.h5
+
+A killed job leaves the partial file; the next job reopens it (`resume_state`) from its last
+whole checkpoint. A full disk stops the run with a DiskFullError before a write it has no room
+for, and a write that failed half way is cut on resume (disk.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from nowrongturns.trajectory.disk import (
+    METADATA_MARGIN,
+    datasets,
+    is_disk_full,
+    new_chunk_bytes,
+    whole_checkpoints,
+)
+from nowrongturns.trajectory.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    STEP_COLUMNS,
+    DiskFullError,
+    partial_path,
+)
+from nowrongturns.trajectory.state import flat_buffers
+
+
+def _write_spec(group: h5py.Group, named: list[tuple[str, torch.Tensor]]) -> None:
+    sizes = [t.numel() for _, t in named]
+    group.create_dataset("names", data=[name for name, _ in named], dtype=h5py.string_dtype())
+    shapes = group.create_dataset("shapes", (len(named),), dtype=h5py.vlen_dtype(np.int64))
+    for row, (_, tensor) in enumerate(named):
+        shapes[row] = np.array(tensor.shape, dtype=np.int64)
+    group["offsets"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+class TrajectoryWriter:
+    """Writes one run's trajectory under `<path>.partial`; `finish()` renames it to `path`.
+
+    If a partial file of the same run is there (a killed job), it is reopened and cut back to its
+    last whole checkpoint: `resume_state()` returns that checkpoint, and training goes on from it.
+    """
+
+    def __init__(
+        self,
+        path,
+        run_config: dict,
+        model: nn.Module,
+        optimizer_size: int,
+        rng_sizes: dict[str, int],
+        batch_size: int,
+        device: str,
+        data_provenance: dict | None = None,
+        world_size: int = 1,
+        precision: str = "fp32",
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        identity = {
+            "config": json.dumps(run_config, sort_keys=True),
+            "torch_version": str(torch.__version__),  # a str subclass h5py cannot store
+            "device": device,
+            "data_provenance": json.dumps(data_provenance or {}, sort_keys=True),
+            "world_size": world_size,
+            "precision": precision,
+        }
+        self.torn = False  # a write failed half way (a full disk)
+        self.file = self._reopen(identity)
+        if self.file is None:
+            self._create(identity, model, optimizer_size, rng_sizes, batch_size)
+        # Looked up once: h5py's lookup by name costs more than a small append.
+        self.datasets = {dataset.name[1:]: dataset for dataset in datasets(self.file)}
+        self.rng_names = list(self.file["checkpoints/rng"])
+
+    def _create(self, identity, model, optimizer_size, rng_sizes, batch_size) -> None:
+        self.file = h5py.File(partial_path(self.path), "w")
+        param_count = sum(p.numel() for p in model.parameters())
+        self.file.attrs.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            status="running",
+            param_count=param_count,
+            created=datetime.datetime.now(datetime.UTC).isoformat(),
+            **identity,
+        )
+        _write_spec(self.file.create_group("params"), list(model.named_parameters()))
+        _write_spec(self.file.create_group("buffers"), list(model.named_buffers()))
+
+        steps = self.file.create_group("steps")
+        for name, dtype in STEP_COLUMNS.items():
+            steps.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(4096,))
+        steps.create_dataset(
+            "batch_indices",
+            (0, batch_size),
+            dtype=np.int64,
+            maxshape=(None, batch_size),
+            chunks=(max(1, 65536 // batch_size), batch_size),
+        )
+
+        checkpoints = self.file.create_group("checkpoints")
+        checkpoints.create_dataset("step", (0,), dtype=np.int64, maxshape=(None,), chunks=(1024,))
+        self._rows(checkpoints, "weights", param_count, np.float32)
+        self._rows(checkpoints, "buffers", flat_buffers(model).numel(), np.float32)
+        self._rows(checkpoints, "optimizer", optimizer_size, np.float32)
+        rng = checkpoints.create_group("rng")
+        for name, size in rng_sizes.items():
+            self._rows(rng, name, size, np.uint8)
+
+    def _reopen(self, identity: dict) -> h5py.File | None:
+        """The partial file of this same run, cut back to its last whole checkpoint, or None."""
+        partial = partial_path(self.path)
+        if not partial.exists():
+            return None
+        try:
+            file = h5py.File(partial, "r+")
+            same_run = all(file.attrs.get(key) == value for key, value in identity.items())
+            listed, checkpoint_count = len(file["checkpoints/step"]), whole_checkpoints(file)
+        except (OSError, KeyError) as error:
+            print(f"{partial}: unreadable ({error}); training from the start", file=sys.stderr)
+            partial.unlink()
+            return None
+        if not same_run or checkpoint_count == 0:
+            file.close()
+            print(
+                f"{partial}: another run or no checkpoint; training from the start", file=sys.stderr
+            )
+            return None
+        if checkpoint_count < listed:
+            print(f"{partial}: the last {listed - checkpoint_count} checkpoint(s) are torn "
+                  "(a write that failed half way); cut", file=sys.stderr)  # fmt: skip
+        for dataset in datasets(file["checkpoints"]):
+            dataset.resize(checkpoint_count, axis=0)
+        last_step = int(file["checkpoints/step"][-1])
+        for dataset in datasets(file["steps"]):
+            dataset.resize(last_step, axis=0)
+        print(f"{partial}: resuming from the checkpoint at step {last_step}", file=sys.stderr)
+        return file
+
+    def resume_state(self) -> dict | None:
+        """The last checkpoint of a reopened partial file (step, weights, buffers, optimizer,
+        rng), or None when training starts from scratch."""
+        checkpoints = self.file["checkpoints"]
+        if len(checkpoints["step"]) == 0:
+            return None
+        return {
+            "step": int(checkpoints["step"][-1]),
+            **{name: checkpoints[name][-1] for name in ("weights", "buffers", "optimizer")},
+            "rng": {name: dataset[-1] for name, dataset in checkpoints["rng"].items()},
+        }
+
+    @staticmethod
+    def _rows(group: h5py.Group, name: str, width: int, dtype) -> None:
+        """A [K, width] dataset grown one checksummed row (one chunk) per checkpoint."""
+        group.create_dataset(
+            name,
+            (0, width),
+            dtype=dtype,
+            chunks=(1, max(width, 1)),
+            fletcher32=True,
+            maxshape=(None, width if width else None),  # HDF5 needs room for a 1-wide chunk
+        )
+
+    @staticmethod
+    def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
+        start = dataset.shape[0]
+        dataset.resize(start + len(rows), axis=0)
+        dataset[start:] = rows
+
+    def check_space(self, steps: int, checkpoint: int | None) -> None:
+        """Refuse, before writing any of it, an append of `steps` step rows (and the checkpoint
+        at step `checkpoint`) that the disk has no room for: a write that fails half way can
+        tear the file, one never begun leaves it as its last flush did, resumable."""
+        rows = {f"steps/{name}": steps for name in [*STEP_COLUMNS, "batch_indices"]}
+        if checkpoint is not None:
+            rows.update({name: 1 for name in self.datasets if name.startswith("checkpoints/")})
+        needed = METADATA_MARGIN + sum(new_chunk_bytes(self.datasets[name], count)
+                                       for name, count in rows.items())  # fmt: skip
+        free = shutil.disk_usage(self.file.filename).free
+        if free < needed:
+            what = f"{steps} step rows" + (f" and the checkpoint at step {checkpoint}"
+                                           if checkpoint is not None else "")  # fmt: skip
+            raise self._disk_full(f"{what} need {needed} bytes with HDF5's own", free)
+
+    def _disk_full(self, what: str, free: int | None = None) -> DiskFullError:
+        """The error of a full disk. `free` given: found before writing, so the file is as its
+        last flush left it; else a write failed half way, and the resume cuts what it tore."""
+        steps, torn = self.file["checkpoints/step"], free is None
+        if torn:
+            free, again = shutil.disk_usage(self.file.filename).free, "its last whole checkpoint"
+        else:
+            again = f"the checkpoint at step {steps[-1]}" if len(steps) else None
+        again = f"it resumes from {again}" if again else "it starts from the beginning"
+        return DiskFullError(
+            f"{self.file.filename}: no space left on the device: {what}, and {free} bytes are "
+            f"free there. Free space and run the job again: {again}", torn
+        )
+
+    def append_steps(self, columns: dict[str, np.ndarray]) -> None:
+        """Append a block of /steps rows: every STEP_COLUMNS entry plus batch_indices."""
+        for name in [*STEP_COLUMNS, "batch_indices"]:
+            self._append(self.datasets[f"steps/{name}"], np.asarray(columns[name]))
+
+    def append_checkpoint(
+        self, step: int, weights, buffers, optimizer_state, rng_states: dict[str, np.ndarray]
+    ) -> None:
+        """Append one checkpoint and flush: a job killed after this resumes from here."""
+        rows = {"weights": weights, "buffers": buffers, "optimizer": optimizer_state}
+        for name, row in rows.items():
+            self._append(self.datasets[f"checkpoints/{name}"], np.asarray(row, np.float32)[None])
+        for name in self.rng_names:
+            rng = np.asarray(rng_states[name], np.uint8)[None]
+            self._append(self.datasets[f"checkpoints/rng/{name}"], rng)
+        self._append(self.datasets["checkpoints/step"], np.array([step]))  # last: marks it whole
+        with self._disk_errors(f"the flush of the checkpoint at step {step} failed"):
+            self.file.flush()
+
+    def finish(self, status: str = "complete", **attrs) -> Path:
+        self.check_space(0, checkpoint=None)
+        self.file.attrs.update(status=status, **attrs)
+        with self._disk_errors("closing the finished file failed"):
+            self.file.close()
+        os.replace(partial_path(self.path), self.path)
+        return self.path
+
+    @contextlib.contextmanager
+    def _disk_errors(self, what: str):
+        """HDF5's own error for a full disk (errno 28 inside a RuntimeError) as one naming the
+        file and the space."""
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            if not is_disk_full(error):
+                raise
+            self.torn = True
+            raise self._disk_full(what) from error
+
+    def abandon(self) -> None:
+        """Close without renaming: the partial file stays for a later resume. Not a torn one:
+        HDF5 cannot close it, and each try could tear more (the resume cuts what is torn)."""
+        if self.file.id.valid and not self.torn:
+            self.file.close()

@@ -1,0 +1,107 @@
+"""A full disk during training (issue 17): the train job fails naming the file and the space,
+its partial trajectory stays resumable, and once space is freed the rerun ends bit-identical to
+a training that never ran out.
+
+The disk is a small tmpfs the test mounts (as root, like CI; skipped elsewhere, failed under CI)
+and later remounts larger. Two ways to run out: the writer's own check before each checkpoint
+finds too little room and stops before writing any of it (the file stays as its last flush left
+it); or, with that check switched off (as when another process fills the disk between the check
+and the write), HDF5's flush fails half way and tears the file: the rerun cuts the torn tail.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.compare_results import assert_same_contents, hdf5_contents
+from helpers.debian import skip_outside_ci
+from helpers.runs import tiny_run
+
+from nowrongturns.trajectory.format import partial_path
+
+# 88 steps and 12 checkpoints of 117 kB, 2.2 MB in all; the disk sizes run out part way.
+RUN = tiny_run(width=32, epochs=2)
+DISK_KB = {"checked": 2600, "torn": 1200}
+NO_SPACE_CHECK_HOOK = """
+import os, sys
+if os.environ.get("NWT_TEST_NO_SPACE_CHECK") and sys.argv[0].endswith("nwt"):
+    from nowrongturns.trajectory.writer import TrajectoryWriter
+    TrajectoryWriter.check_space = lambda self, steps, checkpoint: None
+"""
+
+
+def train(out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [Path(sys.executable).parent / "nwt", "train", "--run", json.dumps(RUN),
+               "--out", out, "--device", "cpu", "--threads", "1"]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """The training that never ran out, in this process with the job's one thread."""
+    from nowrongturns.train.stage import train as train_in_process
+
+    out = tmp_path_factory.mktemp("reference") / "trajectory.h5"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_in_process(RUN, out, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return hdf5_contents(out)
+
+
+def mount_tmpfs(folder: Path, kilobytes: int, remount: bool = False) -> None:
+    options = f"{'remount,' if remount else ''}size={kilobytes}k"
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", folder],
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode:
+        skip_outside_ci(f"mount -t tmpfs -o {options} failed: {result.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        skip_outside_ci("mounting a small tmpfs needs root")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    yield folder
+    subprocess.run(["umount", folder], capture_output=True)
+
+
+@pytest.mark.parametrize("write", list(DISK_KB))
+def test_a_full_disk_fails_training_naming_the_file_and_the_rerun_resumes_it(
+    tmp_path, small_disk, reference, write
+):
+    mount_tmpfs(small_disk, DISK_KB[write])
+    env = dict(os.environ)
+    if write == "torn":
+        hooks = tmp_path / "hooks"
+        hooks.mkdir()
+        (hooks / "sitecustomize.py").write_text(NO_SPACE_CHECK_HOOK)
+        env.update(PYTHONPATH=str(hooks), NWT_TEST_NO_SPACE_CHECK="1")
+    trajectory = small_disk / "trajectory.h5"
+
+    failed = train(trajectory, env)
+    assert failed.returncode == 1, failed.stderr  # an error, not a crash
+    error = failed.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"nwt train: error: {partial_path(trajectory)}: no space left on")
+    assert " bytes are free there" in error, error
+    assert not trajectory.exists() and partial_path(trajectory).exists()
+    if write == "checked":
+        assert "it resumes from the checkpoint at step 40" in error, error
+    else:
+        assert "the flush of the checkpoint at step 10 failed" in error, error
+
+    mount_tmpfs(small_disk, 20_000, remount=True)  # space freed
+    rerun = train(trajectory)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = "at step 40" if write == "checked" else "at step 2"  # the torn step 10 is cut
+    assert f"resuming from the checkpoint {resumed}" in rerun.stderr
+    if write == "torn":
+        assert "the last 1 checkpoint(s) are torn" in rerun.stderr
+    assert_same_contents(hdf5_contents(trajectory), reference)

@@ -1,0 +1,130 @@
+"""Measurement at the paper's scale: the full batch at a cadence, the reference's fixed
+minibatches, measure jobs scattered over checkpoints and gathered, and the cost stated first."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from helpers.runs import REPO, SCHEMA, TINY_WORKFLOW_CONFIG
+from helpers.workflow import Workflow
+
+from nowrongturns.cli.cost import plan
+from nowrongturns.config import validate_config
+from nowrongturns.measure.gradients import fixed_batches
+from nowrongturns.measure.stage import measure
+from nowrongturns.models import build_model
+from nowrongturns.tasks.load import load_task
+from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.state import load_flat
+
+
+def test_full_batch_every_third_checkpoint_and_the_first_and_last(trained, tmp_path):
+    _, trajectory, _ = trained()  # checkpoints 0, 1, 2, 10, 20, 30, 40 measured (and 44)
+    table = measure(trajectory, tmp_path / "g.parquet", "r", samples=1, full_batch=True,
+                    random_labels=False, device="cpu", full_batch_every=3)  # fmt: skip
+    steps = table.loc[table["source"] == "full_batch", "step"].tolist()
+    assert steps == [0, 10, 40]  # measured checkpoints 0, 3 and 6, the last
+    table = measure(trajectory, tmp_path / "g.parquet", "r", samples=1, full_batch=True,
+                    random_labels=False, device="cpu", full_batch_every=4)  # fmt: skip
+    assert table.loc[table["source"] == "full_batch", "step"].tolist() == [0, 20, 40]
+
+
+def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
+    run, trajectory, _ = trained()
+    out = tmp_path / "g.parquet"
+    measure(trajectory, out, "r", samples=1, full_batch=False, random_labels=False,
+            device="cpu", fixed_batches=4)  # fmt: skip
+    table = pd.read_parquet(out)
+    fixed = table[table["source"] == "fixed"]
+    assert fixed.groupby("step")["sample"].apply(list).tolist() == [[0, 1, 2, 3]] * 7
+    indices = table.attrs["fixed_batches"]  # in the Parquet file, beside the rows
+    task = load_task(run)
+    expected = fixed_batches(run["seed"], task.train_size, 32, 4)
+    assert np.array_equal(indices, [batch.tolist() for batch in expected])
+    assert len({tuple(batch) for batch in indices}) == 4 and len(indices[0]) == 32
+    # Each fixed row is the loss of those very examples at that checkpoint's weights.
+    model = build_model(run, task).train()
+    with TrajectoryReader(trajectory) as traj:
+        for index in (0, 4):
+            load_flat(model, traj.weights(index), traj.buffers(index))
+            step = traj.checkpoint_steps[index]
+            for number, batch in enumerate(indices):
+                with torch.no_grad():
+                    loss = task.loss(model(task.batch(torch.tensor(batch))[0]),
+                                     task.batch(torch.tensor(batch))[1])  # fmt: skip
+                row = fixed[(fixed["step"] == step) & (fixed["sample"] == number)]
+                assert row["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_path):
+    """The default base run (53 measured checkpoints): ceil(53 / 7) = 8 measure jobs, whose
+    gathered table is the one-job table exactly."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(ablations={}, runs={}, schedule={"retrain": False})
+    config["measure"] = {**config["measure"], "job_checkpoints": 7, "fixed_batches": 2,
+                         "full_batch_every": 5}  # fmt: skip
+    flow = Workflow(tmp_path / "flow", config)
+    target = "results/runs/base/geometry.parquet"
+    flow.snakemake(target)
+    jobs = sorted(p.stem for p in (flow.root / "results/logs/measure/base").glob("*.log"))
+    assert len(jobs) == 8 and "0-6" in jobs and "49-52" in jobs, jobs
+    one_job = tmp_path / "one.parquet"
+    trajectory = flow.root / "results/runs/base/trajectory.h5"
+    subprocess.run(
+        [Path(sys.executable).parent / "nwt", "measure", trajectory, "--out", one_job,
+         "--run-name", "base", "--samples", "8", "--fixed-batches", "2",
+         "--full-batch-every", "5", "--device", "cpu", "--threads", "1"], check=True,
+    )  # fmt: skip
+    gathered, expected = pd.read_parquet(flow.root / target), pd.read_parquet(one_job)
+    pd.testing.assert_frame_equal(gathered, expected, check_exact=True)
+    assert gathered.attrs["fixed_batches"] == expected.attrs["fixed_batches"]
+
+
+def test_plan_counts_the_gradients_a_measured_run_takes(tmp_path):
+    config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
+    config.update(ablations={}, runs={})
+    config["measure"] = {"samples": 2, "full_batch_every": 3, "fixed_batches": 2}
+    planned = plan(validate_config(config, SCHEMA)).loc["base"]
+    flow = Workflow(tmp_path, config)
+    flow.snakemake("results/runs/base/geometry.parquet")
+    table = pd.read_parquet(tmp_path / "results/runs/base/geometry.parquet")
+    counts = table["source"].value_counts()
+    minibatches = sum(counts.get(s, 0) for s in ("train_batch", "sampled", "fixed",
+                                                   "random_labels"))  # fmt: skip
+    assert planned["minibatch_gradients"] == minibatches
+    assert planned["full_batch_passes"] == counts["full_batch"]
+    with TrajectoryReader(tmp_path / "results/runs/base/trajectory.h5") as traj:
+        assert planned["steps"] == traj.total_steps
+        assert planned["checkpoints"] == len(traj.checkpoint_steps)
+        assert planned["parameters"] == traj.param_count
+    size = (tmp_path / "results/runs/base/trajectory.h5").stat().st_size / 1e9
+    assert planned["checkpoint_gb"] <= size  # the file holds the checkpoints and more
+
+
+PRESETS = sorted((REPO / "configs").glob("paper-*.yaml"))
+
+
+def test_plan_lists_every_preset_and_keeps_measurement_below_half_a_training():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "nwt", "plan", *map(str, PRESETS)],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for preset in PRESETS:
+        assert f"configs/{preset.name}: minibatch passes" in result.stdout
+        config = validate_config(yaml.safe_load(preset.read_text()), SCHEMA)
+        table = plan(config)
+        measured = table[~table.index.str.contains("--")]
+        assert (measured["measure/train"] <= 0.5).all(), (preset.stem, measured["measure/train"])
+        # Every source of the geometry table is still measured, and the fixed minibatches.
+        sources = config["measure"]
+        assert sources["random_labels"] and sources["update"] and sources["fixed_batches"] > 0
+        assert sources["full_batch"] or preset.stem.startswith("paper-imagenet")
+    cifar = plan(validate_config(yaml.safe_load(PRESETS[1].read_text()), SCHEMA)).loc["base"]
+    assert PRESETS[1].stem == "paper-cifar10-resnet18"
+    assert cifar["full_batch_passes"] > 0 and cifar["measure/train"] <= 0.5
