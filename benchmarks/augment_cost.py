@@ -82,16 +82,22 @@ def main() -> None:
         batch_cost = {augment: time_batches(run, 200) for augment, run in runs.items()}
     ratios = [with_ / without for with_, without in zip(times["standard"], times["none"])]
     best = min(times["standard"]) / min(times["none"])
-    print(f"CIFAR ResNet-8, batch 128, {args.steps} steps x {args.repeats} repeats, "
-          f"{args.threads} thread(s), torch {torch.__version__}")  # fmt: skip
+    print(
+        f"CIFAR ResNet-8, batch 128, {args.steps} steps x {args.repeats} repeats, "
+        f"{args.threads} thread(s), torch {torch.__version__}"
+    )
     print(f"step, augment none:     {min(times['none']) * 1e3:7.2f} ms (best)")
     print(f"step, augment standard: {min(times['standard']) * 1e3:7.2f} ms (best)")
-    print(f"step time, standard / none: best {best:.3f}, median of pairs "
-          f"{statistics.median(ratios):.3f} (goal <= 1.05)")  # fmt: skip
+    print(
+        f"step time, standard / none: best {best:.3f}, median of pairs "
+        f"{statistics.median(ratios):.3f} (goal <= 1.05)"
+    )
     extra = batch_cost["standard"] - batch_cost["none"]
-    print(f"building a minibatch: none {batch_cost['none'] * 1e3:.3f} ms, standard "
-          f"{batch_cost['standard'] * 1e3:.3f} ms; the crop alone is "
-          f"{extra / min(times['none']):.2%} of a step")  # fmt: skip
+    print(
+        f"building a minibatch: none {batch_cost['none'] * 1e3:.3f} ms, standard "
+        f"{batch_cost['standard'] * 1e3:.3f} ms; the crop alone is "
+        f"{extra / min(times['none']):.2%} of a step"
+    )
 
 
 if __name__ == "__main__":

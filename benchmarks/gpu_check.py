@@ -63,8 +63,17 @@ def identity(folder: Path, device: str, tiny: bool) -> None:
     tables = []
     for path in paths:
         train(run, path, device=device)
-        tables.append(measure(path, path.with_suffix(".parquet"), "cnn", samples=2,
-                              full_batch=True, random_labels=True, device=device))  # fmt: skip
+        tables.append(
+            measure(
+                path,
+                path.with_suffix(".parquet"),
+                "cnn",
+                samples=2,
+                full_batch=True,
+                random_labels=True,
+                device=device,
+            )
+        )
     import h5py
 
     with h5py.File(paths[0]) as a, h5py.File(paths[1]) as b:
@@ -72,23 +81,33 @@ def identity(folder: Path, device: str, tiny: bool) -> None:
         same_training = np.array_equal(*weights)
         worst = float(np.max(np.abs(weights[0].astype(np.float64) - weights[1])))
     same_tables = tables[0].equals(tables[1])
-    print(f"1. two trainings bit-identical: {same_training} (largest weight difference "
-          f"{worst:.3g}); two measure runs identical: {same_tables}")  # fmt: skip
+    print(
+        f"1. two trainings bit-identical: {same_training} (largest weight difference "
+        f"{worst:.3g}); two measure runs identical: {same_tables}"
+    )
     errors = []
     for first, last in replay_jobs(segment_steps(paths[0]), 1000):
         out = folder / f"replay-{first}-{last}.parquet"
         errors += replay_segments(paths[0], first, last, out, "cnn", device=device).attrs[
             "end_errors"
         ]
-    print(f"2. dense replay: largest relative error at a segment's end {max(errors):.3g} over "
-          f"{len(errors)} segments (bar 1e-5)")  # fmt: skip
+    print(
+        f"2. dense replay: largest relative error at a segment's end {max(errors):.3g} over "
+        f"{len(errors)} segments (bar 1e-5)"
+    )
 
 
 def measure_throughput(folder: Path, device: str, tiny: bool) -> None:
     cifar = folder / "cifar10"
     write_cifar10(cifar, train=320 if tiny else 10000, test=10, rng=np.random.default_rng(0))
-    base = {"task": "cifar10", "model": "resnet18", "batch_size": 128, "epochs": 1,
-            "width_multiplier": 0.125 if tiny else 1, "checkpoint": {"dense_first": 2, "every": 10}}
+    base = {
+        "task": "cifar10",
+        "model": "resnet18",
+        "batch_size": 128,
+        "epochs": 1,
+        "width_multiplier": 0.125 if tiny else 1,
+        "checkpoint": {"dense_first": 2, "every": 10},
+    }
     run = run_config(base, {"cifar10": str(cifar)})
     trajectory = folder / "resnet18.h5"
     train(run, trajectory, device=device)
@@ -97,32 +116,51 @@ def measure_throughput(folder: Path, device: str, tiny: bool) -> None:
         measured, _ = synced(measure_stage, trajectory, folder / "m.parquet", 8, device)
         raw, _ = synced(raw_forward_backward, trajectory, 8, torch.device(device))
         ratios.append(raw / measured)
-    print(f"3. measure / raw forward+backward throughput, ResNet-18 batch 128: best "
-          f"{max(ratios):.3f}, median {statistics.median(ratios):.3f} (goal >= 0.90)")  # fmt: skip
+    print(
+        f"3. measure / raw forward+backward throughput, ResNet-18 batch 128: best "
+        f"{max(ratios):.3f}, median {statistics.median(ratios):.3f} (goal >= 0.90)"
+    )
     return run, trajectory
 
 
 def precisions(folder: Path, device: str, tiny: bool, run: dict, trajectory: Path) -> None:
     steps = {}
     for precision in PRECISIONS:
-        seconds, _ = synced(train, run, folder / f"{precision}.h5", device=device,
-                            precision=precision)  # fmt: skip
+        seconds, _ = synced(
+            train, run, folder / f"{precision}.h5", device=device, precision=precision
+        )
         steps[precision] = seconds
     line = ", ".join(f"{p} {steps['fp32'] / s:.2f}x" for p, s in steps.items())
     print(f"4. training speed against fp32 (a whole training each, data on the device): {line}")
-    strict = measure(trajectory, folder / "fp32.parquet", "r", samples=2, full_batch=False,
-                     random_labels=False, device=device)  # fmt: skip
+    strict = measure(
+        trajectory,
+        folder / "fp32.parquet",
+        "r",
+        samples=2,
+        full_batch=False,
+        random_labels=False,
+        device=device,
+    )
     for precision in PRECISIONS[1:]:
-        other = measure(trajectory, folder / f"{precision}.parquet", "r", samples=2,
-                        full_batch=False, random_labels=False, device=device,
-                        precision=precision)  # fmt: skip
+        other = measure(
+            trajectory,
+            folder / f"{precision}.parquet",
+            "r",
+            samples=2,
+            full_batch=False,
+            random_labels=False,
+            device=device,
+            precision=precision,
+        )
         # (not "_other": the geometry table has a column gamma_other of its own)
         merged = strict.merge(other, on=["step", "source", "sample"], suffixes=("", "_low"))
         rsi = np.max(np.abs(merged["rsi"] - merged["rsi_low"]) / merged["eb"])
         eb = np.max(np.abs(merged["eb"] - merged["eb_low"]) / merged["eb"])
         gamma = np.max(np.abs(merged["gamma"] - merged["gamma_low"]))
-        print(f"   measured in {precision} against fp32, same checkpoints: |d RSI| / EB "
-              f"{rsi:.2g}, |d EB| / EB {eb:.2g}, |d gamma| {gamma:.2g}")  # fmt: skip
+        print(
+            f"   measured in {precision} against fp32, same checkpoints: |d RSI| / EB "
+            f"{rsi:.2g}, |d EB| / EB {eb:.2g}, |d gamma| {gamma:.2g}"
+        )
     apply_precision("fp32")
 
 
@@ -130,16 +168,20 @@ def loader_against_model(folder: Path, device: str, tiny: bool) -> None:
     images = 64 if tiny else 1024
     root = folder / "imagenet"
     write_imagenet(root, images, np.random.default_rng(0))
-    task = load_task({"task": "imagenet", "data_dir": str(root), "augment": "standard",
-                      "seed": 0}).to(device)  # fmt: skip
+    task = load_task(
+        {"task": "imagenet", "data_dir": str(root), "augment": "standard", "seed": 0}
+    ).to(device)
     order = torch.arange(images)
     requests = [Request(order[i : i + 64], Draw(AUGMENT_TRAIN, (i,))) for i in range(0, images, 64)]
     cores = os.cpu_count() or 1
     for workers in sorted({0, min(4, cores), min(cores - 1, 15)} if not tiny else {0, 1}):
         seconds, _ = synced(lambda w=workers: sum(1 for _ in batches(task, requests, w)))
         print(f"5. loader, {workers:2d} worker(s): {images / seconds:7.0f} images/s")
-    model = build_model({"model": "resnet50", "width_multiplier": 0.125 if tiny else 1},
-                        task).to(device).train()  # fmt: skip
+    model = (
+        build_model({"model": "resnet50", "width_multiplier": 0.125 if tiny else 1}, task)
+        .to(device)
+        .train()
+    )
     optimizer = build_optimizer(run_config({"model": "resnet50"}), model)
     inputs = torch.randn(8 if tiny else 128, 3, 224, 224, device=device)
     targets = torch.zeros(len(inputs), dtype=torch.long, device=device)

@@ -43,8 +43,10 @@ def write_imagenet(root: Path, images: int, rng: np.random.Generator) -> None:
 
 def requests(count: int):
     order = torch.arange(count)
-    return [Request(order[start : start + BATCH], Draw(AUGMENT_TRAIN, (start,)), tag=start)
-            for start in range(0, count - BATCH + 1, BATCH)]  # fmt: skip
+    return [
+        Request(order[start : start + BATCH], Draw(AUGMENT_TRAIN, (start,)), tag=start)
+        for start in range(0, count - BATCH + 1, BATCH)
+    ]
 
 
 def rate(make_batches, count: int) -> float:
@@ -66,8 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         write_imagenet(Path(folder), args.images, np.random.default_rng(0))
         sizes = [p.stat().st_size for p in Path(folder, "train").rglob("*.JPEG")]
-        task = load_task({"task": "imagenet", "data_dir": folder, "augment": "standard",
-                          "seed": 0})  # fmt: skip
+        task = load_task({"task": "imagenet", "data_dir": folder, "augment": "standard", "seed": 0})
         ways = {
             "in-process (Task.batch)": lambda: (
                 (r.tag, *task.batch(r.indices, draw=r.draw)) for r in requests(args.images)
@@ -83,8 +84,10 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, make in ways.items():
                 best[name] = max(best[name], rate(make, args.images))
-    print(f"{args.images} JPEGs of 500 x 375 (mean {np.mean(sizes) / 1e3:.0f} kB), batches of "
-          f"{BATCH}, augment standard, best of {args.repeats}, torch {torch.__version__}")
+    print(
+        f"{args.images} JPEGs of 500 x 375 (mean {np.mean(sizes) / 1e3:.0f} kB), batches of "
+        f"{BATCH}, augment standard, best of {args.repeats}, torch {torch.__version__}"
+    )
     base = best["in-process (Task.batch)"]
     for name, images_per_second in best.items():
         print(f"{name:28s} {images_per_second:7.1f} images/s  {images_per_second / base:.2f}x")

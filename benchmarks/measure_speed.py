@@ -96,11 +96,22 @@ GPU_CASES = {
 SOURCES_CASE = (
     "digits cnn, 200 epochs, the cadence and sources of the paper presets",
     {"epochs": 200, "checkpoint": {"dense_first": 10, "every": 156}},
-    {"samples": 8, "full_batch": True, "random_labels": True, "update": True,
-     "full_batch_every": 2, "fixed_batches": 10},
-)  # fmt: skip
-GOALS = {"a": (">=", 0.90), "b": ("<=", 0.55), "c": ("<=", 1.05), "d": ("<=", 0.5),
-         "e": (">=", 0.95)}  # fmt: skip
+    {
+        "samples": 8,
+        "full_batch": True,
+        "random_labels": True,
+        "update": True,
+        "full_batch_every": 2,
+        "fixed_batches": 10,
+    },
+)
+GOALS = {
+    "a": (">=", 0.90),
+    "b": ("<=", 0.55),
+    "c": ("<=", 1.05),
+    "d": ("<=", 0.5),
+    "e": (">=", 0.95),
+}
 
 
 def raw_forward_backward(trajectory: Path, samples: int, device: torch.device) -> None:
@@ -136,13 +147,21 @@ def raw_all_sources(trajectory: Path, sources: Sources, device: torch.device) ->
         model = build_model(run, task).to(device).train()
         params = list(model.parameters())
         steps = traj.checkpoint_steps[:-1]
-        fixed = fixed_batches(run["seed"], task.train_size, run["batch_size"],
-                              sources.fixed_batches)  # fmt: skip
+        fixed = fixed_batches(
+            run["seed"], task.train_size, run["batch_size"], sources.fixed_batches
+        )
         for index, step in enumerate(steps.tolist()):
             load_flat(model, traj.weights(index), traj.buffers(index))
             batch = torch.from_numpy(traj.batch_indices(step))
-            requests = checkpoint_requests(task, step, batch, run["seed"], sources, fixed,
-                                           sources.full_batch_at(index, len(steps)))  # fmt: skip
+            requests = checkpoint_requests(
+                task,
+                step,
+                batch,
+                run["seed"],
+                sources,
+                fixed,
+                sources.full_batch_at(index, len(steps)),
+            )
             fetched = list(batches(task, requests))
             shuffled = (fetched[0][0], fetched[0][1], fetched[0][2].roll(1))  # random labels
             for param in params:
@@ -160,8 +179,9 @@ def run_sources_case(run: dict, settings: dict, repeats: int, device: torch.devi
     times = {"train": [], "measure": [], "raw": []}
     with tempfile.TemporaryDirectory() as tmp:
         trajectory, out = Path(tmp) / "trajectory.h5", Path(tmp) / "geometry.parquet"
-        stage = functools.partial(measure, str(trajectory), str(out), "base", device=device.type,
-                                  **settings)  # fmt: skip
+        stage = functools.partial(
+            measure, str(trajectory), str(out), "base", device=device.type, **settings
+        )
         for repeat in range(repeats):
             trajectory.unlink(missing_ok=True)
             times["train"].append(timed(train, run, trajectory, device.type))
@@ -173,8 +193,10 @@ def run_sources_case(run: dict, settings: dict, repeats: int, device: torch.devi
     clocks = {key: [[t[0] for t in ts], [t[1] for t in ts]] for key, ts in times.items()}
     best = {key: min(walls) for key, (walls, _) in clocks.items()}
     print(f"{SOURCES_CASE[0]}: rows per source {counts}")
-    print(f"  best wall seconds: train {best['train']:.2f}, measure {best['measure']:.2f}, "
-          f"raw forward+backward of the same gradients {best['raw']:.2f}")  # fmt: skip
+    print(
+        f"  best wall seconds: train {best['train']:.2f}, measure {best['measure']:.2f}, "
+        f"raw forward+backward of the same gradients {best['raw']:.2f}"
+    )
     print(ratio_line("measure / train", "d", clocks["measure"], clocks["train"]))
     print(ratio_line("measure / raw throughput", "e", clocks["raw"], clocks["measure"]))
 
@@ -265,7 +287,7 @@ def run_case(
                     folder / "geometry.parquet",
                     samples,
                     device.type,
-                ),  # fmt: skip
+                ),
                 ("raw", raw_forward_backward, trajectory, samples, device),
                 ("replay", replay_all, trajectory, folder, job_steps, device.type),
                 ("ref_ckpt", two_pass_checkpoints, run, samples, device.type),
@@ -333,8 +355,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
-    parser.add_argument("--cases", nargs="+", choices=[*CASES, *GPU_CASES, "paper-sources"],
-                        default=list(CASES))  # fmt: skip
+    parser.add_argument(
+        "--cases", nargs="+", choices=[*CASES, *GPU_CASES, "paper-sources"], default=list(CASES)
+    )
     parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--cifar-train", type=int, default=50000, help="random CIFAR images")

@@ -17,7 +17,7 @@ trajectory), the minibatches are the step's train batch plus `samples` minibatch
 `seeded_generator(seed, SAMPLED, step)`, as `nowrongturns.measure.gradients.gradients_at` draws
 them. The train batch's gradient is the one the training step uses anyway, so it costs pass 2
 nothing extra; the sampled ones are computed before it, at the same weights. Nothing here is slower
-than it needs to be: no per-step logging in pass 1, no file written, w* kept in memory. """
+than it needs to be: no per-step logging in pass 1, no file written, w* kept in memory."""
 
 from __future__ import annotations
 

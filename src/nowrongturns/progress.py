@@ -23,8 +23,16 @@ EVERY = 60.0
 
 
 class Progress:
-    def __init__(self, desc: str, total: int, unit: str, examples_per_unit: int = 0,
-                 start: int = 0, every: float | None = None, stream=None):  # fmt: skip
+    def __init__(
+        self,
+        desc: str,
+        total: int,
+        unit: str,
+        examples_per_unit: int = 0,
+        start: int = 0,
+        every: float | None = None,
+        stream=None,
+    ):
         self.desc, self.total, self.unit = desc, total, unit
         self.examples_per_unit, self.start, self.done = examples_per_unit, start, start
         self.stream = stream or sys.stderr
@@ -52,8 +60,10 @@ class Progress:
         elapsed, rate = now - self.started, (self.done - self.start) / max(now - self.started, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         parts = [f"{self.unit} {self.done}/{self.total}"]
-        parts += [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                  for key, value in values.items()]  # fmt: skip
+        parts += [
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in values.items()
+        ]
         if self.examples_per_unit:
             parts.append(f"{rate * self.examples_per_unit:.0f} examples/s")
         parts += [f"elapsed {_duration(elapsed)}", f"ETA {_duration(eta)}"]

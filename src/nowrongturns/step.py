@@ -69,8 +69,9 @@ def step_requests(steps, batch_size: int, shards: int = 1, rank: int = 0):
         yield Request(indices[part], draw, tag=(step, indices))
 
 
-def minibatch_backward(model, task, inputs, targets, shards: int = 1,
-                       precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+def minibatch_backward(
+    model, task, inputs, targets, shards: int = 1, precision: str = "fp32"
+) -> torch.Tensor:
     """The loss of one minibatch and its gradient, accumulated in .grad: as `shards` equal
     shards, each normalized by its own BatchNorm statistics, their losses and gradients
     averaged, as the processes of a DDP training of that many compute it."""
@@ -93,8 +94,9 @@ def set_lr(optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def forward_backward(model, optimizer, task, indices: torch.Tensor, lr: float, step: int,
-                     precision: str = "fp32") -> torch.Tensor:  # fmt: skip
+def forward_backward(
+    model, optimizer, task, indices: torch.Tensor, lr: float, step: int, precision: str = "fp32"
+) -> torch.Tensor:
     """One process's whole training step up to the gradient, for in-memory tasks: the lr set,
     step `step`'s minibatch (augmented as its draw), its loss and gradient, ready to clip and
     step. (The benchmarks' loops; the stages go through the input pipeline.)"""

@@ -23,12 +23,30 @@ from nowrongturns.trajectory.reader import TrajectoryReader
 
 # 44 steps of 32 digits (16 a process), checkpoints 0-5, then every 10th.
 DDP_RUN = tiny_run(optimizer="sgd", checkpoint={"dense_first": 6, "every": 10})
+
+
 def torchrun(run: dict, out: Path, env: dict | None = None, processes: int = 2):
     """`nwt train` as the train rule launches it for train.processes: 2."""
-    command = [Path(sys.executable).parent / "torchrun", "--standalone", "--nnodes", "1",
-               "--nproc-per-node", str(processes), "-m", "nowrongturns", "--", "train",
-               "--run", json.dumps(run), "--out", out, "--device", "cpu",
-               "--threads", "1"]  # fmt: skip
+    command = [
+        Path(sys.executable).parent / "torchrun",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(processes),
+        "-m",
+        "nowrongturns",
+        "--",
+        "train",
+        "--run",
+        json.dumps(run),
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -50,13 +68,21 @@ def test_ddp_trajectory_replays_in_one_process(ddp_trajectory, tmp_path):
     """Every segment ends on its stored checkpoint to 1e-5 relative (replay_segments raises
     otherwise), over all 44 steps."""
     for first, last in replay_jobs(segment_steps(ddp_trajectory), 1):
-        replay_segments(ddp_trajectory, first, last, tmp_path / f"{first}-{last}.parquet", "ddp",
-                        device="cpu")  # fmt: skip
+        replay_segments(
+            ddp_trajectory, first, last, tmp_path / f"{first}-{last}.parquet", "ddp", device="cpu"
+        )
 
 
 def test_ddp_train_batch_gradient_is_the_step_taken(ddp_trajectory, tmp_path):
-    table = measure(ddp_trajectory, tmp_path / "geometry.parquet", "ddp", samples=1,
-                    full_batch=False, random_labels=True, device="cpu")  # fmt: skip
+    table = measure(
+        ddp_trajectory,
+        tmp_path / "geometry.parquet",
+        "ddp",
+        samples=1,
+        full_batch=False,
+        random_labels=True,
+        device="cpu",
+    )
     assert_rows_are_the_steps_taken(table, ddp_trajectory, "train_batch")
 
 
@@ -77,8 +103,12 @@ def test_killed_rank_fails_the_job_and_the_rerun_resumes_to_the_same_trajectory(
     hooks = kill_hooks(tmp_path / "hooks")
     killed = tmp_path / "trajectory.h5"
     # Rank 1 dies inside its 25th minibatch (step 24, after checkpoint 20).
-    env = {**os.environ, "PYTHONPATH": str(hooks), "NWT_TEST_KILL_AT_BATCH": "25",
-           "NWT_TEST_KILL_RANK": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(hooks),
+        "NWT_TEST_KILL_AT_BATCH": "25",
+        "NWT_TEST_KILL_RANK": "1",
+    }
     result = torchrun(DDP_RUN, killed, env)
     assert result.returncode != 0
     assert not killed.exists() and killed.with_name("trajectory.h5.partial").exists()

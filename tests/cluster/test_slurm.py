@@ -123,12 +123,20 @@ def test_dry_run_of_a_ddp_preset_asks_one_job_for_its_gpus_and_launches_its_proc
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     flow.write_config("ddp.yaml", {"train": {"processes": 4}})
     output = flow.snakemake(
-        "--dry-run", "--profile", "workflow/profiles/slurm", "--configfile",
-        "configs/paper-cifar10-resnet18.yaml", "ddp.yaml", "--replace-workflow-config",
+        "--dry-run",
+        "--profile",
+        "workflow/profiles/slurm",
+        "--configfile",
+        "configs/paper-cifar10-resnet18.yaml",
+        "ddp.yaml",
+        "--replace-workflow-config",
         cores=None,
-    ).stdout  # fmt: skip
-    trainings = [block for block in re.split(r"\n(?=rule \w+:)", output)
-                 if block.startswith(("rule train:", "rule retrain:"))]  # fmt: skip
+    ).stdout
+    trainings = [
+        block
+        for block in re.split(r"\n(?=rule \w+:)", output)
+        if block.startswith(("rule train:", "rule retrain:"))
+    ]
     assert len(trainings) == 13  # 11 runs and the closed loop's 2
     for block in trainings:
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))

@@ -38,16 +38,22 @@ def held_env(tmp_path: Path, parties: int, **more: str) -> tuple[dict, Path]:
     hooks.mkdir(exist_ok=True)
     folder.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(HOLD_HOOK)
-    env = {**os.environ, "PYTHONPATH": str(hooks), "NWT_TEST_HOLD": str(folder),
-           "NWT_TEST_HOLD_PARTIES": str(parties), **more,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(hooks),
+        "NWT_TEST_HOLD": str(folder),
+        "NWT_TEST_HOLD_PARTIES": str(parties),
+        **more,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     return env, folder
 
 
 def start(flow: Workflow, env: dict, *args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "snakemake", "--cores", "1", TARGET, *args]
-    return subprocess.Popen(command, cwd=flow.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    return subprocess.Popen(
+        command, cwd=flow.root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def wait_for(path_glob: Path, count: int, timeout: float = 120) -> None:

@@ -46,11 +46,25 @@ TOTAL_STEPS = 44
 # Each `nwt` command's stage, and the commands whose outputs it reads (a job runs once they are
 # done). A stage takes kills until it has had as many as KILLS says: every job of it is armed in
 # each invocation; a job killed with its Snakemake counts too.
-STAGES = {"train": "train", "measure": "measure", "replay": "replay", "figures": "figures",
-          "segments": "other", "gather-dense": "other", "schedule": "other", "claims": "other"}
-NEEDS = {"measure": ["train"], "segments": ["train"], "replay": ["segments"],
-         "gather-dense": ["replay"], "schedule": ["measure", "gather-dense"],
-         "figures": ["schedule"], "claims": ["schedule"]}  # fmt: skip
+STAGES = {
+    "train": "train",
+    "measure": "measure",
+    "replay": "replay",
+    "figures": "figures",
+    "segments": "other",
+    "gather-dense": "other",
+    "schedule": "other",
+    "claims": "other",
+}
+NEEDS = {
+    "measure": ["train"],
+    "segments": ["train"],
+    "replay": ["segments"],
+    "gather-dense": ["replay"],
+    "schedule": ["measure", "gather-dense"],
+    "figures": ["schedule"],
+    "claims": ["schedule"],
+}
 KILLS = {"train": 3, "measure": 3, "replay": 6, "figures": 3, "other": 3}
 # The kills of Snakemake, one an invocation once training has had its kills: alone, with all
 # its jobs (each at a random event of a job that can run then), and at a random time (with
@@ -59,13 +73,21 @@ SNAKEMAKE_KILLS = ["snakemake", "node", "timed", "timed"]
 RERUN = ["--keep-going", "--keep-incomplete", "--rerun-incomplete", "--scheduler", "greedy"]
 
 
-def snakemake(root: Path, *args: str, env: dict, kill_after: float | None = None,
-              timeout: float = 300) -> tuple[int, str]:  # fmt: skip
+def snakemake(
+    root: Path, *args: str, env: dict, kill_after: float | None = None, timeout: float = 300
+) -> tuple[int, str]:
     """Run Snakemake in a process group of its own (its jobs join it), SIGKILLed as a whole
     after `kill_after` seconds where given; (exit status, output)."""
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    process = subprocess.Popen(command, cwd=root, env=env, text=True, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         output, _ = process.communicate(timeout=kill_after or timeout)
     except subprocess.TimeoutExpired:
@@ -116,8 +138,12 @@ def differences(results: Path, reference: Path, final: bool) -> tuple[int, list[
 
 
 def hook_env(log: Path, plan: Path | None = None) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(HOOKS), "NWT_FAULT_LOG": str(log),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HOOKS),
+        "NWT_FAULT_LOG": str(log),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     return env | ({"NWT_FAULT_PLAN": str(plan)} if plan else {})
 
 
@@ -160,15 +186,19 @@ class Injector:
     def pending(self, job: str) -> bool:
         """Whether a job (`command output`) has outputs still missing."""
         output = job.split(" ", 1)[1].removeprefix("results/")
-        return any(not (self.results / name).exists() for name in outputs(self.reference)
-                   if name == output or name.startswith(output + "/"))  # fmt: skip
+        return any(
+            not (self.results / name).exists()
+            for name in outputs(self.reference)
+            if name == output or name.startswith(output + "/")
+        )
 
     def runnable(self) -> list[str]:
         """The pending jobs whose inputs are all there."""
         pending = {job for job in self.jobs if self.pending(job)}
         waiting = {self.jobs[job]["stage"] for job in pending}
-        return sorted(job for job in pending
-                      if not waiting & set(NEEDS.get(self.jobs[job]["stage"], [])))  # fmt: skip
+        return sorted(
+            job for job in pending if not waiting & set(NEEDS.get(self.jobs[job]["stage"], []))
+        )
 
     def open_stages(self) -> set[str]:
         """The stages with kills still to take and a job left to take them."""
@@ -188,8 +218,11 @@ class Injector:
     def plan(self, invocation: int) -> tuple[dict, float | None]:
         """{job: {at, target}} of the kills this invocation, and when to kill Snakemake at a
         random time (or None)."""
-        armed = [job for job in sorted(self.jobs) if self.pending(job)
-                 and STAGES[self.jobs[job]["stage"]] in self.open_stages()]  # fmt: skip
+        armed = [
+            job
+            for job in sorted(self.jobs)
+            if self.pending(job) and STAGES[self.jobs[job]["stage"]] in self.open_stages()
+        ]
         plan = {job: {"at": self.at(job), "target": "job"} for job in armed}
         if not self.snakemake_kills or invocation < KILLS["train"]:
             return plan, None
@@ -224,13 +257,16 @@ class Injector:
     def summary(self, compared: int, problems: int) -> str:
         per_stage = ", ".join(f"{stage} {count}" for stage, count in self.kills.items())
         modes = ", ".join(f"{mode} {count}" for mode, count in self.modes.items())
-        return (f"fault injection: {sum(self.kills.values())} SIGKILLs ({per_stage}; Snakemake "
-                f"killed {modes}), {compared} outputs compared with the uninterrupted run's, "
-                f"{problems} differences")  # fmt: skip
+        return (
+            f"fault injection: {sum(self.kills.values())} SIGKILLs ({per_stage}; Snakemake "
+            f"killed {modes}), {compared} outputs compared with the uninterrupted run's, "
+            f"{problems} differences"
+        )
 
 
-def test_sigkill_at_random_points_never_loses_or_fakes_an_output(tmp_path, reference,
-                                                                 record_property):
+def test_sigkill_at_random_points_never_loses_or_fakes_an_output(
+    tmp_path, reference, record_property
+):
     reference_results, jobs = reference
     flow = Workflow(tmp_path / "flow", copy.deepcopy(CONFIG))
     results, plan_file, log = flow.root / "results", tmp_path / "plan.json", tmp_path / "jobs"

@@ -35,8 +35,18 @@ if os.environ.get("NWT_TEST_NO_SPACE_CHECK") and sys.argv[0].endswith("nwt"):
 
 
 def train(out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [Path(sys.executable).parent / "nwt", "train", "--run", json.dumps(RUN),
-               "--out", out, "--device", "cpu", "--threads", "1"]  # fmt: skip
+    command = [
+        Path(sys.executable).parent / "nwt",
+        "train",
+        "--run",
+        json.dumps(RUN),
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -57,8 +67,9 @@ def reference(tmp_path_factory) -> dict:
 
 def mount_tmpfs(folder: Path, kilobytes: int, remount: bool = False) -> None:
     options = f"{'remount,' if remount else ''}size={kilobytes}k"
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", folder],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", folder], capture_output=True, text=True
+    )
     if result.returncode:
         skip_outside_ci(f"mount -t tmpfs -o {options} failed: {result.stderr.strip()}")
 

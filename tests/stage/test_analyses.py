@@ -18,8 +18,9 @@ from nowrongturns.config import ConfigError, expand_runs, validate_config
 from nowrongturns.tasks.synthetic import quadratic_problem
 from nowrongturns.train.stage import train
 
-DEFAULT_RUNS = expand_runs(validate_config(yaml.safe_load((REPO / "config.yaml").read_text()),
-                                           SCHEMA))  # fmt: skip
+DEFAULT_RUNS = expand_runs(
+    validate_config(yaml.safe_load((REPO / "config.yaml").read_text()), SCHEMA)
+)
 EVERYTHING = 10**9  # examples: the whole training set
 
 
@@ -36,8 +37,9 @@ def test_quadratic_sharpness_is_the_largest_eigenvalue_of_a_everywhere(quadratic
     run, trajectory = quadratic
     _, _, hessian, _ = quadratic_problem(run["width"])
     assert np.linalg.eigvalsh(hessian)[-1] == pytest.approx(1.0, rel=1e-12)
-    table = sharpness(trajectory, tmp_path / "sharpness.parquet", "quadratic",
-                      examples=EVERYTHING, device="cpu")  # fmt: skip
+    table = sharpness(
+        trajectory, tmp_path / "sharpness.parquet", "quadratic", examples=EVERYTHING, device="cpu"
+    )
     assert len(table) == len(stored(trajectory)["checkpoint_steps"]) - 1
     np.testing.assert_allclose(table["lambda_max"], 1.0, rtol=1e-4)
     np.testing.assert_allclose(table["two_over_lr"], 2 / run["lr"])
@@ -57,8 +59,13 @@ def test_quadratic_interpolation_is_the_closed_form_and_convex(quadratic, tmp_pa
     residual = inputs.astype(np.float64) @ weights[0] - targets
     assert 0.5 * np.mean(residual**2) == pytest.approx(f(weights[0]), rel=1e-6)
 
-    table = interpolate(trajectory, tmp_path / "interpolation.parquet", "quadratic",
-                        examples=EVERYTHING, device="cpu")  # fmt: skip
+    table = interpolate(
+        trajectory,
+        tmp_path / "interpolation.parquet",
+        "quadratic",
+        examples=EVERYTHING,
+        device="cpu",
+    )
     assert sorted(table["alpha"].unique()) == pytest.approx(np.linspace(0, 1, 11))
     for index, (step, rows) in enumerate(table.groupby("step")):
         rows = rows.sort_values("alpha")
@@ -75,8 +82,7 @@ def test_rosenbrock_straight_path_is_not_monotone_somewhere(tmp_path):
     run = DEFAULT_RUNS["rosenbrock"]  # 2000 steps; the first hundreds stay on the straight part
     trajectory = tmp_path / "trajectory.h5"
     train(run, trajectory, device="cpu", run_name="rosenbrock")
-    table = interpolate(trajectory, tmp_path / "interpolation.parquet", "rosenbrock",
-                        device="cpu")  # fmt: skip
+    table = interpolate(trajectory, tmp_path / "interpolation.parquet", "rosenbrock", device="cpu")
     summary = monotone_summary(table)
     assert summary["monotone"] < 1
     assert summary["largest_bump"] > 1e-3 * table["loss"].max()
@@ -89,8 +95,13 @@ def test_monotone_summary_finds_a_bump_and_ignores_rounding():
     alphas = np.linspace(0, 1, 11)
     falling = 1 - alphas + 1e-9 * np.sin(40 * alphas)  # a rise of 1e-9: float32 rounding
     bumped = (1 - alphas) + 0.2 * (alphas == 0.5)
-    table = pd.DataFrame({"step": np.repeat([0, 10], 11), "alpha": np.tile(alphas, 2),
-                          "loss": np.concatenate([falling, bumped])})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "step": np.repeat([0, 10], 11),
+            "alpha": np.tile(alphas, 2),
+            "loss": np.concatenate([falling, bumped]),
+        }
+    )
     summary = monotone_summary(table)
     assert summary["monotone"] == 0.5
     assert summary["largest_bump_step"] == 10
@@ -131,8 +142,7 @@ def test_orthogonal_cosines_are_those_of_the_stored_steps(tmp_path):
 def test_plane_projects_the_checkpoints_and_spans_them(tmp_path):
     trajectory = tmp_path / "trajectory.h5"
     train(tiny_run(), trajectory, device="cpu", run_name="tiny")
-    table = plane(trajectory, tmp_path / "plane.parquet", "tiny", grid=5, examples=64,
-                  device="cpu")  # fmt: skip
+    table = plane(trajectory, tmp_path / "plane.parquet", "tiny", grid=5, examples=64, device="cpu")
     weights = stored(trajectory)["weights"]
     checkpoints = table[table["kind"] == "checkpoint"]
     grid = table[table["kind"] == "grid"]
@@ -140,8 +150,9 @@ def test_plane_projects_the_checkpoints_and_spans_them(tmp_path):
     # Projections and what is left off the plane make up each ||w_t - w*||.
     distance = np.linalg.norm(weights - weights[-1], axis=1)
     in_plane = np.hypot(checkpoints["x"], checkpoints["y"])
-    np.testing.assert_allclose(np.hypot(in_plane, checkpoints["off_plane"]), distance, rtol=1e-6,
-                               atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        np.hypot(in_plane, checkpoints["off_plane"]), distance, rtol=1e-6, atol=1e-9
+    )
     assert checkpoints["x"].iloc[0] > 0 and checkpoints.iloc[-1][["x", "y"]].abs().max() < 1e-9
     assert grid["x"].min() < checkpoints["x"].min() and grid["x"].max() > checkpoints["x"].max()
     shares = pd.read_parquet(tmp_path / "plane.parquet").attrs["explained_variance"]
@@ -157,8 +168,12 @@ ALL_ON = {
 
 
 def test_workflow_runs_every_analysis_and_a_setting_reruns_only_its_own(tmp_path):
-    config = {"base": TINY_BASE, "measure": {"samples": 2}, "schedule": {"retrain": False},
-              "analyses": ALL_ON}  # fmt: skip
+    config = {
+        "base": TINY_BASE,
+        "measure": {"samples": 2},
+        "schedule": {"retrain": False},
+        "analyses": ALL_ON,
+    }
     flow = Workflow(tmp_path, config)
     flow.snakemake()
     for name in ALL_ON:
@@ -170,8 +185,10 @@ def test_workflow_runs_every_analysis_and_a_setting_reruns_only_its_own(tmp_path
     changed = copy.deepcopy(config)
     changed["analyses"]["sharpness"]["iterations"] = 5
     variant = flow.write_config("sharpness.yaml", changed)
-    assert flow.planned_jobs("--configfile", str(variant)) == {("sharpness", "base"),
-                                                               ("figures", "base")}  # fmt: skip
+    assert flow.planned_jobs("--configfile", str(variant)) == {
+        ("sharpness", "base"),
+        ("figures", "base"),
+    }
 
 
 @pytest.mark.parametrize(

@@ -117,15 +117,25 @@ def test_the_controls_are_the_cosines_of_the_step_taken(tmp_path):
     run, sibling = tmp_path / "run.h5", tmp_path / "seed=1.h5"
     train(tiny_run(**early), run, device="cpu", run_name="tiny")
     train(tiny_run(**early, seed=1), sibling, device="cpu", run_name="seed=1")
-    table = measure(run, tmp_path / "geometry.parquet", "tiny", samples=1, full_batch=False,
-                    random_labels=False, device="cpu", other_final=str(sibling))  # fmt: skip
+    table = measure(
+        run,
+        tmp_path / "geometry.parquet",
+        "tiny",
+        samples=1,
+        full_batch=False,
+        random_labels=False,
+        device="cpu",
+        other_final=str(sibling),
+    )
     rows = table[table["source"] == "train_batch"].set_index("step")
     saved, other_final = stored(run), stored(sibling)["weights"][-1]
     weights = dict(zip(saved["checkpoint_steps"].tolist(), saved["weights"]))
     checked = 0
     for step, direction, _ in stepped_directions(run):
-        for column, towards in (("gamma_origin", weights[step]),
-                                ("gamma_other", weights[step] - other_final)):  # fmt: skip
+        for column, towards in (
+            ("gamma_origin", weights[step]),
+            ("gamma_other", weights[step] - other_final),
+        ):
             cosine = direction @ towards / (np.linalg.norm(direction) * np.linalg.norm(towards))
             assert rows.loc[step, column] == pytest.approx(cosine, abs=1e-6), (step, column)
         checked += 1
@@ -140,6 +150,12 @@ def test_a_seed_sibling_of_another_architecture_is_refused(tmp_path, trained):
     wider = tmp_path / "wider.h5"
     train(tiny_run(width=6), wider, device="cpu", run_name="wider")
     with pytest.raises(ValueError, match=r"wider\.h5: \d+ parameters, not the \d+"):
-        measure(trajectory, tmp_path / "g.parquet", "tiny", samples=1, device="cpu",
-                other_final=str(wider))  # fmt: skip
+        measure(
+            trajectory,
+            tmp_path / "g.parquet",
+            "tiny",
+            samples=1,
+            device="cpu",
+            other_final=str(wider),
+        )
     assert not (tmp_path / "g.parquet").exists()

@@ -26,20 +26,44 @@ from nowrongturns.trajectory.state import load_flat
 
 def test_full_batch_every_third_checkpoint_and_the_first_and_last(trained, tmp_path):
     _, trajectory, _ = trained()  # checkpoints 0, 1, 2, 10, 20, 30, 40 measured (and 44)
-    table = measure(trajectory, tmp_path / "g.parquet", "r", samples=1, full_batch=True,
-                    random_labels=False, device="cpu", full_batch_every=3)  # fmt: skip
+    table = measure(
+        trajectory,
+        tmp_path / "g.parquet",
+        "r",
+        samples=1,
+        full_batch=True,
+        random_labels=False,
+        device="cpu",
+        full_batch_every=3,
+    )
     steps = table.loc[table["source"] == "full_batch", "step"].tolist()
     assert steps == [0, 10, 40]  # measured checkpoints 0, 3 and 6, the last
-    table = measure(trajectory, tmp_path / "g.parquet", "r", samples=1, full_batch=True,
-                    random_labels=False, device="cpu", full_batch_every=4)  # fmt: skip
+    table = measure(
+        trajectory,
+        tmp_path / "g.parquet",
+        "r",
+        samples=1,
+        full_batch=True,
+        random_labels=False,
+        device="cpu",
+        full_batch_every=4,
+    )
     assert table.loc[table["source"] == "full_batch", "step"].tolist() == [0, 20, 40]
 
 
 def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
     run, trajectory, _ = trained()
     out = tmp_path / "g.parquet"
-    measure(trajectory, out, "r", samples=1, full_batch=False, random_labels=False,
-            device="cpu", fixed_batches=4)  # fmt: skip
+    measure(
+        trajectory,
+        out,
+        "r",
+        samples=1,
+        full_batch=False,
+        random_labels=False,
+        device="cpu",
+        fixed_batches=4,
+    )
     table = pd.read_parquet(out)
     fixed = table[table["source"] == "fixed"]
     assert fixed.groupby("step")["sample"].apply(list).tolist() == [[0, 1, 2, 3]] * 7
@@ -56,8 +80,10 @@ def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
             step = traj.checkpoint_steps[index]
             for number, batch in enumerate(indices):
                 with torch.no_grad():
-                    loss = task.loss(model(task.batch(torch.tensor(batch))[0]),
-                                     task.batch(torch.tensor(batch))[1])  # fmt: skip
+                    loss = task.loss(
+                        model(task.batch(torch.tensor(batch))[0]),
+                        task.batch(torch.tensor(batch))[1],
+                    )
                 row = fixed[(fixed["step"] == step) & (fixed["sample"] == number)]
                 assert row["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
 
@@ -67,8 +93,12 @@ def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_pat
     gathered table is the one-job table exactly."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(ablations={}, runs={}, schedule={"retrain": False})
-    config["measure"] = {**config["measure"], "job_checkpoints": 7, "fixed_batches": 2,
-                         "full_batch_every": 5}  # fmt: skip
+    config["measure"] = {
+        **config["measure"],
+        "job_checkpoints": 7,
+        "fixed_batches": 2,
+        "full_batch_every": 5,
+    }
     flow = Workflow(tmp_path / "flow", config)
     target = "results/runs/base/geometry.parquet"
     flow.snakemake(target)
@@ -77,10 +107,27 @@ def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_pat
     one_job = tmp_path / "one.parquet"
     trajectory = flow.root / "results/runs/base/trajectory.h5"
     subprocess.run(
-        [Path(sys.executable).parent / "nwt", "measure", trajectory, "--out", one_job,
-         "--run-name", "base", "--samples", "8", "--fixed-batches", "2",
-         "--full-batch-every", "5", "--device", "cpu", "--threads", "1"], check=True,
-    )  # fmt: skip
+        [
+            Path(sys.executable).parent / "nwt",
+            "measure",
+            trajectory,
+            "--out",
+            one_job,
+            "--run-name",
+            "base",
+            "--samples",
+            "8",
+            "--fixed-batches",
+            "2",
+            "--full-batch-every",
+            "5",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+        check=True,
+    )
     gathered, expected = pd.read_parquet(flow.root / target), pd.read_parquet(one_job)
     pd.testing.assert_frame_equal(gathered, expected, check_exact=True)
     assert gathered.attrs["fixed_batches"] == expected.attrs["fixed_batches"]
@@ -95,8 +142,9 @@ def test_plan_counts_the_gradients_a_measured_run_takes(tmp_path):
     flow.snakemake("results/runs/base/geometry.parquet")
     table = pd.read_parquet(tmp_path / "results/runs/base/geometry.parquet")
     counts = table["source"].value_counts()
-    minibatches = sum(counts.get(s, 0) for s in ("train_batch", "sampled", "fixed",
-                                                   "random_labels"))  # fmt: skip
+    minibatches = sum(
+        counts.get(s, 0) for s in ("train_batch", "sampled", "fixed", "random_labels")
+    )
     assert planned["minibatch_gradients"] == minibatches
     assert planned["full_batch_passes"] == counts["full_batch"]
     with TrajectoryReader(tmp_path / "results/runs/base/trajectory.h5") as traj:
@@ -113,8 +161,11 @@ PRESETS = sorted((REPO / "configs").glob("paper-*.yaml"))
 def test_plan_lists_every_preset_and_keeps_measurement_below_half_a_training():
     result = subprocess.run(
         [Path(sys.executable).parent / "nwt", "plan", *map(str, PRESETS)],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for preset in PRESETS:
         assert f"configs/{preset.name}: minibatch passes" in result.stdout
         config = validate_config(yaml.safe_load(preset.read_text()), SCHEMA)

@@ -91,8 +91,20 @@ def test_bad_schedule_file_names_the_file(tmp_path, content, message):
 
 # Every torch.optim optimizer a plain training step drives (LBFGS needs a closure, SparseAdam
 # sparse gradients, Muon matrices only).
-TORCH_OPTIMIZERS = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam",
-                    "RAdam", "RMSprop", "Rprop", "SGD"]  # fmt: skip
+TORCH_OPTIMIZERS = [
+    "ASGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "RMSprop",
+    "Rprop",
+    "SGD",
+]
 
 
 @pytest.mark.parametrize(

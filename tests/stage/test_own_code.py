@@ -26,7 +26,7 @@ from nowrongturns.measure.stage import measure
 # A module of the user's own, in no package: a task read example by example from a torch
 # Dataset, a gated MLP, mnist5k upsampled to 32 px (for timm), and factories that go wrong. Its
 # import leaves a mark, so a test can tell whether it was imported.
-LAB = '''
+LAB = """
 import os
 from pathlib import Path
 
@@ -83,10 +83,17 @@ def a_string(input_shape, num_classes, run):
 
 def one_class_too_many(input_shape, num_classes, run):
     return nn.Linear(input_shape[0], num_classes + 1)
-'''
+"""
 
-OWN_RUN = {"task": "lab:blobs", "model": "lab:gated", "width": 8, "batch_size": 32, "lr": 0.05,
-           "epochs": 2, "checkpoint": {"dense_first": 3, "every": 5}}  # fmt: skip
+OWN_RUN = {
+    "task": "lab:blobs",
+    "model": "lab:gated",
+    "width": 8,
+    "batch_size": 32,
+    "lr": 0.05,
+    "epochs": 2,
+    "checkpoint": {"dense_first": 3, "every": 5},
+}
 
 
 @pytest.fixture
@@ -101,8 +108,7 @@ def lab(tmp_path, monkeypatch) -> Path:
 def snakemake(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     command = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                            timeout=900)  # fmt: skip
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode:
         raise AssertionError(f"snakemake failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -117,12 +123,15 @@ def workflow_dir(root: Path, config: dict) -> Path:
 
 
 def test_the_whole_workflow_runs_on_a_module_of_the_users_own(tmp_path):
-    root = workflow_dir(tmp_path / "flow", {
-        "base": {**OWN_RUN, "optimizer": "torch.optim.NAdam"},
-        "measure": {"samples": 2, "data_workers": 1},
-        "train": {"data_workers": 1},
-        "schedule": {"smooth": 3, "retrain": False},
-    })  # fmt: skip
+    root = workflow_dir(
+        tmp_path / "flow",
+        {
+            "base": {**OWN_RUN, "optimizer": "torch.optim.NAdam"},
+            "measure": {"samples": 2, "data_workers": 1},
+            "train": {"data_workers": 1},
+            "schedule": {"smooth": 3, "retrain": False},
+        },
+    )
     (root / "lab.py").write_text(LAB)
     snakemake(root)
     results = root / "results"
@@ -161,8 +170,13 @@ TORCH_OPTIMIZERS = {
 
 @pytest.mark.parametrize("optimizer", list(TORCH_OPTIMIZERS))
 def test_a_torch_optimizer_resumes_bit_for_bit_and_its_update_is_the_step(optimizer, tmp_path):
-    run = tiny_run(model="mlp", optimizer=optimizer, optimizer_options=TORCH_OPTIMIZERS[optimizer],
-                   lr=0.01, checkpoint={"dense_first": 4, "every": 10})  # fmt: skip
+    run = tiny_run(
+        model="mlp",
+        optimizer=optimizer,
+        optimizer_options=TORCH_OPTIMIZERS[optimizer],
+        lr=0.01,
+        checkpoint={"dense_first": 4, "every": 10},
+    )
     reference, killed = tmp_path / "reference.h5", tmp_path / "killed.h5"
     assert nwt_train(run, reference).returncode == 0
     # The 13th minibatch: step 12, after checkpoint 10 (which the background writer may not have
@@ -180,18 +194,28 @@ def test_a_torch_optimizer_resumes_bit_for_bit_and_its_update_is_the_step(optimi
 @pytest.mark.parametrize("model", ["timm/resnet18", "timm/vit_tiny_patch16_224"])
 def test_timm_architectures_train_and_are_measured(model, lab):
     pytest.importorskip("timm")
-    run = tiny_run(task="lab:mnist32", model=model, batch_size=16, lr=0.01,
-                   checkpoint={"dense_first": 2, "every": 5})  # fmt: skip
+    run = tiny_run(
+        task="lab:mnist32",
+        model=model,
+        batch_size=16,
+        lr=0.01,
+        checkpoint={"dense_first": 2, "every": 5},
+    )
     from nowrongturns.train.stage import train
 
     assert train(run, lab / "t.h5", device="cpu") == "complete"
-    table = measure(lab / "t.h5", lab / "g.parquet", "timm", samples=1, device="cpu",
-                    trusted=["lab:mnist32"])  # fmt: skip
+    table = measure(
+        lab / "t.h5", lab / "g.parquet", "timm", samples=1, device="cpu", trusted=["lab:mnist32"]
+    )
     assert np.isfinite(table["gamma"]).all() and set(table["step"]) == {0, 1}  # 5 steps
     import timm
 
-    expected = timm.create_model(model.removeprefix("timm/"), num_classes=10, in_chans=1,
-                                 **({"img_size": 32} if "vit" in model else {}))  # fmt: skip
+    expected = timm.create_model(
+        model.removeprefix("timm/"),
+        num_classes=10,
+        in_chans=1,
+        **({"img_size": 32} if "vit" in model else {}),
+    )
     with h5py.File(lab / "t.h5") as f:
         assert f["checkpoints/weights"].shape[1] == sum(p.numel() for p in expected.parameters())
 
@@ -201,16 +225,35 @@ def test_malformed_factories_stop_naming_the_key_and_the_factory(tmp_path):
     factory returning something else, a model whose output does not fit: the train job stops,
     its log naming the key and what is wrong."""
     with pytest.raises(ValueError, match=r"base\.model: 'lab\.gated' is none of"):
-        validate_config({"base": {"model": "lab.gated"}}, REPO / "workflow/schemas/config.schema.yaml")  # noqa: E501
+        validate_config(
+            {"base": {"model": "lab.gated"}}, REPO / "workflow/schemas/config.schema.yaml"
+        )
     broken = {
-        "missing_module": ({"model": "no_such_lab:gated"}, "model 'no_such_lab:gated': cannot import module 'no_such_lab'"),  # noqa: E501
-        "missing_function": ({"task": "lab:no_such_task"}, "task 'lab:no_such_task': module 'lab' has no 'no_such_task'"),  # noqa: E501
-        "wrong_type": ({"model": "lab:a_string"}, "model 'lab:a_string' returned str, not a Module"),  # noqa: E501
-        "wrong_shape": ({"model": "lab:one_class_too_many"}, "model 'lab:one_class_too_many' outputs (2, 5) on a batch of 2, where the classification task 'lab:blobs' needs (2, 4)"),  # noqa: E501
+        "missing_module": (
+            {"model": "no_such_lab:gated"},
+            "model 'no_such_lab:gated': cannot import module 'no_such_lab'",
+        ),
+        "missing_function": (
+            {"task": "lab:no_such_task"},
+            "task 'lab:no_such_task': module 'lab' has no 'no_such_task'",
+        ),
+        "wrong_type": (
+            {"model": "lab:a_string"},
+            "model 'lab:a_string' returned str, not a Module",
+        ),
+        "wrong_shape": (
+            {"model": "lab:one_class_too_many"},
+            "model 'lab:one_class_too_many' outputs (2, 5) on a batch of 2, where the "
+            "classification task 'lab:blobs' needs (2, 4)",
+        ),
     }
-    root = workflow_dir(tmp_path / "flow", {
-        "base": OWN_RUN, "runs": {name: changes for name, (changes, _) in broken.items()},
-    })  # fmt: skip
+    root = workflow_dir(
+        tmp_path / "flow",
+        {
+            "base": OWN_RUN,
+            "runs": {name: changes for name, (changes, _) in broken.items()},
+        },
+    )
     (root / "lab.py").write_text(LAB)
     targets = [f"results/runs/{name}/trajectory.h5" for name in broken]
     result = snakemake(root, "--keep-going", *targets, check=False)
@@ -235,7 +278,10 @@ def test_a_trajectory_naming_code_the_user_did_not_name_is_refused_unimported(la
 
     refused = measure_it(trajectory, "--trust", "lab:blobs")
     assert refused.returncode == 1
-    assert "names the model factory 'lab:gated', which this command was not asked to trust" in refused.stderr  # noqa: E501
+    assert (
+        "names the model factory 'lab:gated', which this command was not asked to trust"
+        in refused.stderr
+    )
     assert not marker.exists() and not (lab / "g.parquet").exists()
     # A trajectory whose config names a builtin is refused even when told to trust it.
     crafted = lab / "crafted.h5"
@@ -244,7 +290,9 @@ def test_a_trajectory_naming_code_the_user_did_not_name_is_refused_unimported(la
         f.attrs["config"] = json.dumps({**json.loads(f.attrs["config"]), "model": "builtins:exec"})
     refused = measure_it(crafted, "--trust", "builtins:exec")
     assert refused.returncode == 1
-    assert "model: 'builtins:exec' is a standard-library callable, never a factory" in refused.stderr  # noqa: E501
+    assert (
+        "model: 'builtins:exec' is a standard-library callable, never a factory" in refused.stderr
+    )
     assert not marker.exists()
     # Named on the command line, the user's own factories are imported and measured.
     measured = measure_it(trajectory, "--trust", "lab:blobs", "--trust", "lab:gated")
@@ -263,9 +311,20 @@ def test_the_schema_forms_are_the_ones_the_code_reads():
         "optimizer": (base["optimizer"]["anyOf"][1]["pattern"], TORCH_OPTIMIZER),
     }
     assert base["model"]["anyOf"][2]["pattern"] == forms["factory"][0]
-    names = ["lab:gated", "my.lab:nets.build", "lab.gated", "lab:", ":gated", "a b:c",
-             "timm/resnet18", "timm/vit_tiny_patch16_224", "timm/", "torch.optim.NAdam",
-             "torch.optim.nadam", "torch.optim."]  # fmt: skip
+    names = [
+        "lab:gated",
+        "my.lab:nets.build",
+        "lab.gated",
+        "lab:",
+        ":gated",
+        "a b:c",
+        "timm/resnet18",
+        "timm/vit_tiny_patch16_224",
+        "timm/",
+        "torch.optim.NAdam",
+        "torch.optim.nadam",
+        "torch.optim.",
+    ]
     for pattern, compiled in forms.values():
         for name in names:
             assert bool(re.match(pattern, name)) == bool(compiled.match(name)), (pattern, name)
@@ -292,11 +351,21 @@ def test_the_readme_section_your_own_model_runs_as_written(tmp_path):
     checkout = workflow_dir(tmp_path / "checkout", {})
     shutil.copytree(REPO / "examples", checkout / "examples")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=checkout, env=env,
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.split() == ["bound.png", "geometry.png", "interpolation.png",
-                                     "schedule.png"]  # fmt: skip
+    assert result.stdout.split() == [
+        "bound.png",
+        "geometry.png",
+        "interpolation.png",
+        "schedule.png",
+    ]
     example = checkout / "examples/own_model/results"
     with h5py.File(example / "runs/base/trajectory.h5") as f:
         config = json.loads(f.attrs["config"])

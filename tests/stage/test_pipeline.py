@@ -30,9 +30,18 @@ def imagenet_dir(tmp_path_factory):
 
 
 def imagenet_run(root, **changes) -> dict:
-    return tiny_run(task="imagenet", data_dir=str(root), model="cnn", width=2, depth=1,
-                    batch_size=4, epochs=2, augment="standard",
-                    checkpoint={"dense_first": 2, "every": 2}, **changes)  # fmt: skip
+    return tiny_run(
+        task="imagenet",
+        data_dir=str(root),
+        model="cnn",
+        width=2,
+        depth=1,
+        batch_size=4,
+        epochs=2,
+        augment="standard",
+        checkpoint={"dense_first": 2, "every": 2},
+        **changes,
+    )
 
 
 def test_loader_workers_change_no_bit(imagenet_dir, tmp_path):
@@ -44,9 +53,18 @@ def test_loader_workers_change_no_bit(imagenet_dir, tmp_path):
         trajectory = tmp_path / f"{workers}.h5"
         train(run, trajectory, device="cpu", data_workers=workers)
         trajectories.append(hdf5_contents(trajectory))
-        tables.append(measure(trajectory, tmp_path / f"{workers}.parquet", "r", samples=1,
-                              full_batch=True, random_labels=True, device="cpu",
-                              data_workers=workers))  # fmt: skip
+        tables.append(
+            measure(
+                trajectory,
+                tmp_path / f"{workers}.parquet",
+                "r",
+                samples=1,
+                full_batch=True,
+                random_labels=True,
+                device="cpu",
+                data_workers=workers,
+            )
+        )
     for contents, table in zip(trajectories[1:], tables[1:]):
         assert_same_contents(contents, trajectories[0])
         pd.testing.assert_frame_equal(table, tables[0], check_exact=True)
@@ -76,25 +94,41 @@ def test_measure_runs_strict_fp32_with_deterministic_algorithms(trained, tmp_pat
     minibatch = gradients.GradientProbe.minibatch
 
     def recording(self, *args, **kwargs):
-        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-                     torch.are_deterministic_algorithms_enabled(), self.precision))  # fmt: skip
+        seen.append(
+            (
+                torch.backends.cuda.matmul.allow_tf32,
+                torch.backends.cudnn.allow_tf32,
+                torch.are_deterministic_algorithms_enabled(),
+                self.precision,
+            )
+        )
         return minibatch(self, *args, **kwargs)
 
     monkeypatch.setattr(gradients.GradientProbe, "minibatch", recording)
-    measure(trajectory, tmp_path / "geometry.parquet", "r", samples=1, full_batch=False,
-            random_labels=False, device="cpu")  # fmt: skip
+    measure(
+        trajectory,
+        tmp_path / "geometry.parquet",
+        "r",
+        samples=1,
+        full_batch=False,
+        random_labels=False,
+        device="cpu",
+    )
     assert seen and set(seen) == {(False, False, True, "fp32")}
 
 
 def test_progress_lines_in_a_log_carry_the_time_rate_and_eta():
     stream = io.StringIO()
-    progress = Progress("train base", total=100, unit="step", examples_per_unit=32,
-                        every=0.0, stream=stream)  # fmt: skip
+    progress = Progress(
+        "train base", total=100, unit="step", examples_per_unit=32, every=0.0, stream=stream
+    )
     assert progress.advance(10)  # a line is due at every step with every=0 (60 s by default)
     progress.line(loss=0.5)
     line = stream.getvalue()
-    expected = (r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] train base: step 10/100, loss 0.5, "
-                r"\d+ examples/s, elapsed 0:00:00, ETA \d+:\d\d:\d\d\n$")  # fmt: skip
+    expected = (
+        r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] train base: step 10/100, loss 0.5, "
+        r"\d+ examples/s, elapsed 0:00:00, ETA \d+:\d\d:\d\d\n$"
+    )
     assert re.match(expected, line), line
     quiet = Progress("train base", total=100, unit="step", stream=io.StringIO())
     assert not quiet.advance(10)  # within the minute
@@ -104,8 +138,9 @@ def test_train_job_through_snakemake_writes_progress_lines_to_its_log(workflow):
     """The tiny run: 8 checkpoints (0, 1, 2, 10, ..., 40, 44), a timestamped line at each."""
     workflow.snakemake("results/runs/base/trajectory.h5")
     log = (workflow.root / "results/logs/train/base.log").read_text()
-    lines = re.findall(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] train base: step (\d+)/44", log,
-                       flags=re.MULTILINE)  # fmt: skip
+    lines = re.findall(
+        r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] train base: step (\d+)/44", log, flags=re.MULTILINE
+    )
     assert [int(step) for step in lines] == [0, 1, 2, 10, 20, 30, 40, 44]
 
 
@@ -119,8 +154,11 @@ def test_gpu_check_runs_end_to_end_on_the_cpu_at_a_toy_size():
 
     result = subprocess.run(
         [sys.executable, "gpu_check.py", "--device", "cpu", "--tiny"],
-        cwd=REPO / "benchmarks", capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=REPO / "benchmarks",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for number in range(1, 6):

@@ -42,9 +42,12 @@ def planned_train_runs(tmp_path, preset: str) -> dict[str, dict]:
     flow = Workflow(tmp_path, yaml.safe_load((REPO / "config.yaml").read_text()))
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     output = flow.snakemake(
-        "--dry-run", "--printshellcmds", "--configfile", f"configs/{preset}.yaml",
+        "--dry-run",
+        "--printshellcmds",
+        "--configfile",
+        f"configs/{preset}.yaml",
         "--replace-workflow-config",
-    ).stdout  # fmt: skip
+    ).stdout
     runs = {}
     for line in output.splitlines():
         if "nwt train" in line:  # "Shell command: nwt train --run '{...}' --out ..."
@@ -58,16 +61,24 @@ def test_cifar10_preset_plans_the_references_batch_size_sweep(tmp_path):
     """batchsize-cifar.sh: lr = 0.005 sqrt(B / 64), weight decay 1e-6, momentum 0.9, 190
     epochs, RandomCrop augmentation, for every batch size; seed-cifar.sh's seeds at lr 0.01."""
     runs = planned_train_runs(tmp_path, "paper-cifar10-resnet18")
-    sweep = {run["batch_size"]: run for name, run in runs.items()
-             if name == "base" or name.startswith("batch_size=")}  # fmt: skip
+    sweep = {
+        run["batch_size"]: run
+        for name, run in runs.items()
+        if name == "base" or name.startswith("batch_size=")
+    }
     assert sorted(sweep) == [64, 128, 256, 512]
     for batch_size, run in sweep.items():
         assert peak_lr(run) == pytest.approx(0.005 * math.sqrt(batch_size / 64))
         assert (run["weight_decay"], run["momentum"], run["optimizer"]) == (1e-6, 0.9, "momentum")
         assert (run["epochs"], run["augment"], run["schedule"]) == (190, "standard", "constant")
         assert (run["model"], run["width_multiplier"]) == ("resnet18", 1)
-    seeds = {run["seed"]: peak_lr(run) for run in runs.values() if run["optimizer"] == "momentum"
-             and run["batch_size"] == 256 and run["lr_scaling"]["rule"] == "sqrt"}  # fmt: skip
+    seeds = {
+        run["seed"]: peak_lr(run)
+        for run in runs.values()
+        if run["optimizer"] == "momentum"
+        and run["batch_size"] == 256
+        and run["lr_scaling"]["rule"] == "sqrt"
+    }
     assert seeds == pytest.approx({seed: 0.01 for seed in range(2019, 2024)})
     optimizers = {run["optimizer"] for name, run in runs.items() if name.startswith("opt-")}
     assert optimizers == {"sgd", "momentum", "adam"}
@@ -76,32 +87,55 @@ def test_cifar10_preset_plans_the_references_batch_size_sweep(tmp_path):
 # The values that define each other preset, on every run it plans (key: value, or a callable).
 DEFINING = {
     "paper-cifar10-architecture": {
-        "lr": 0.01, "batch_size": 256, "weight_decay": 1e-6, "momentum": 0.9,
-        "augment": "standard", "epochs": lambda v: v in (150, 400),
+        "lr": 0.01,
+        "batch_size": 256,
+        "weight_decay": 1e-6,
+        "momentum": 0.9,
+        "augment": "standard",
+        "epochs": lambda v: v in (150, 400),
         "model": lambda v: v in ("resnet18", "mlp"),
     },
     "paper-imagenet-resnet50": {
-        "model": "resnet50", "weight_decay": 1e-6, "epochs": 180, "schedule": "warmup_cosine",
-        "augment": "standard", "peak_lr": lambda run: math.isclose(
-            peak_lr(run), 0.0005 * math.sqrt(run["batch_size"] / 64)),
+        "model": "resnet50",
+        "weight_decay": 1e-6,
+        "epochs": 180,
+        "schedule": "warmup_cosine",
+        "augment": "standard",
+        "peak_lr": lambda run: math.isclose(
+            peak_lr(run), 0.0005 * math.sqrt(run["batch_size"] / 64)
+        ),
         "warmup_epochs": lambda run: math.isclose(run["warmup"] * run["epochs"], 3),
     },
     "paper-imagenet-model-size": {
-        "batch_size": 256, "epochs": 180, "schedule": "warmup_cosine", "lr": lambda v: v in
-        (0.1, 0.075), "model": lambda v: v in ("resnet18", "resnet50", "resnet152"),
+        "batch_size": 256,
+        "epochs": 180,
+        "schedule": "warmup_cosine",
+        "lr": lambda v: v in (0.1, 0.075),
+        "model": lambda v: v in ("resnet18", "resnet50", "resnet152"),
     },
     "paper-wikitext2-transformer": {
-        "optimizer": "adam", "weight_decay": 1e-5, "epochs": 20, "clip_grad_norm": 0.25,
-        "width": 128, "context": 32, "peak_lr": lambda run: math.isclose(
-            peak_lr(run), 1e-4 * math.sqrt(run["batch_size"] / 32)),
+        "optimizer": "adam",
+        "weight_decay": 1e-5,
+        "epochs": 20,
+        "clip_grad_norm": 0.25,
+        "width": 128,
+        "context": 32,
+        "peak_lr": lambda run: math.isclose(peak_lr(run), 1e-4 * math.sqrt(run["batch_size"] / 32)),
     },
     "paper-vaihingen-segmentation": {
-        "optimizer": "momentum", "momentum": 0.9, "lr": 0.01, "weight_decay": 1e-5,
-        "batch_size": 10, "schedule": "step", "decay": 0.1, "augment": "standard",
-        "epochs": lambda v: v in (26, 50), "model": lambda v: v in ("unet", "segnet"),
+        "optimizer": "momentum",
+        "momentum": 0.9,
+        "lr": 0.01,
+        "weight_decay": 1e-5,
+        "batch_size": 10,
+        "schedule": "step",
+        "decay": 0.1,
+        "augment": "standard",
+        "epochs": lambda v: v in (26, 50),
+        "model": lambda v: v in ("unet", "segnet"),
         "epoch_25": lambda run: run["milestones"] == [pytest.approx(25 / run["epochs"])],
     },
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("preset", list(DEFINING))

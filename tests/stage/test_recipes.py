@@ -46,8 +46,9 @@ AUGMENTED = {
 
 def augmented_run(task: str, cifar_dir: Path, **changes) -> dict:
     data_dir = str(cifar_dir) if task == "cifar10" else ""
-    return tiny_run(task=task, data_dir=data_dir, augment="standard", epochs=2,
-                    **AUGMENTED[task], **changes)  # fmt: skip
+    return tiny_run(
+        task=task, data_dir=data_dir, augment="standard", epochs=2, **AUGMENTED[task], **changes
+    )
 
 
 @pytest.mark.parametrize("task", list(AUGMENTED))
@@ -93,8 +94,15 @@ def test_train_batch_gradient_is_the_step_plain_sgd_took(task, cifar_dir, tmp_pa
     run = augmented_run(task, cifar_dir, optimizer="sgd")
     trajectory = tmp_path / "trajectory.h5"
     train(run, trajectory, device="cpu")
-    table = measure(trajectory, tmp_path / "geometry.parquet", "r", samples=1, full_batch=True,
-                    random_labels=True, device="cpu")  # fmt: skip
+    table = measure(
+        trajectory,
+        tmp_path / "geometry.parquet",
+        "r",
+        samples=1,
+        full_batch=True,
+        random_labels=True,
+        device="cpu",
+    )
     assert_rows_are_the_steps_taken(table, trajectory, "train_batch")
 
 
@@ -103,8 +111,12 @@ def test_clipped_updates_are_the_steps_taken(tmp_path):
     weights took, and the clip factor is below 1 exactly where the norm exceeded the threshold,
     where it is threshold / norm."""
     threshold = 1.0
-    run = tiny_run(optimizer="momentum", clip_grad_norm=threshold, epochs=2,
-                   checkpoint={"dense_first": 6, "every": 10})  # fmt: skip
+    run = tiny_run(
+        optimizer="momentum",
+        clip_grad_norm=threshold,
+        epochs=2,
+        checkpoint={"dense_first": 6, "every": 10},
+    )
     trajectory = tmp_path / "trajectory.h5"
     train(run, trajectory, device="cpu")
     saved = stored(trajectory)
@@ -116,8 +128,15 @@ def test_clipped_updates_are_the_steps_taken(tmp_path):
         saved["clip_factor"][clipped], threshold / saved["grad_norm"][clipped], rtol=1e-5
     )
     assert (saved["clip_factor"][~clipped] == 1).all()
-    table = measure(trajectory, tmp_path / "geometry.parquet", "r", samples=1, full_batch=False,
-                    random_labels=False, device="cpu")  # fmt: skip
+    table = measure(
+        trajectory,
+        tmp_path / "geometry.parquet",
+        "r",
+        samples=1,
+        full_batch=False,
+        random_labels=False,
+        device="cpu",
+    )
     assert_rows_are_the_steps_taken(table, trajectory, "update")
     # The update is the clipped gradient: shorter than the train batch's where it clipped.
     rows = table.set_index(["source", "step"])["grad_norm"]
@@ -130,8 +149,9 @@ def test_clipped_updates_are_the_steps_taken(tmp_path):
     [("sqrt", 256, 0.01), ("sqrt", 64, 0.005), ("linear", 512, 0.04), ("none", 512, 0.005)],
 )
 def test_lr_scales_with_the_batch_size(rule, batch_size, expected):
-    run = tiny_run(lr=0.005, batch_size=batch_size,
-                   lr_scaling={"rule": rule, "reference_batch_size": 64})  # fmt: skip
+    run = tiny_run(
+        lr=0.005, batch_size=batch_size, lr_scaling={"rule": rule, "reference_batch_size": 64}
+    )
     assert peak_lr(run) == pytest.approx(expected)
     assert lr_schedule(run, 10) == pytest.approx(np.full(10, expected))
 
@@ -157,8 +177,6 @@ def test_random_crop_is_torchvisions_crop_of_the_padded_image():
     for image, crop, (top, left) in zip(images, cropped, offsets.tolist()):
         expected = TF.crop(TF.pad(image, 4), top, left, 32, 32)
         assert torch.equal(crop, expected)
-
-
 
 
 def test_imagenet_standard_is_a_seeded_resized_crop_and_flip(tmp_path):

@@ -41,8 +41,15 @@ def gradient_descent(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gd")
     run = expand_runs(validate_config({"base": GRADIENT_DESCENT}, SCHEMA))["base"]
     assert train(run, folder / "t.h5", device="cpu") == "complete"
-    measure(folder / "t.h5", folder / "g.parquet", "gd", samples=2, full_batch=True,
-            random_labels=False, device="cpu")  # fmt: skip
+    measure(
+        folder / "t.h5",
+        folder / "g.parquet",
+        "gd",
+        samples=2,
+        full_batch=True,
+        random_labels=False,
+        device="cpu",
+    )
     with TrajectoryReader(folder / "t.h5") as traj:
         weights = np.stack([traj.weights(i) for i in range(len(traj.checkpoint_steps))])
     return run, weights, *derive(folder, folder / "g.parquet", folder / "t.h5")
@@ -78,8 +85,9 @@ def test_guarantee_and_derived_files(gradient_descent):
     promise = document["bound"]
     assert promise["mu"] > 0 and promise["rsi_positive_fraction"] == 1.0
     assert 0 < promise["rate"] < 1
-    np.testing.assert_allclose(bound["dist_guaranteed"].iloc[2] / bound["dist"].iloc[0],
-                               promise["rate"], rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        bound["dist_guaranteed"].iloc[2] / bound["dist"].iloc[0], promise["rate"], rtol=1e-12
+    )
     derived = file_schedule(str(outputs["s.json"]), document["total_steps"])
     assert derived.max() == pytest.approx(document["params"]["peak"], rel=1e-12)
     cosine = file_schedule(str(outputs["c.json"]), document["total_steps"])
@@ -117,8 +125,10 @@ def test_default_run_eta_star_rises_then_falls(default_run, tmp_path):
     schedule, document, _, _ = derive(tmp_path, tmp_path / "g.parquet", trajectory)
     smooth = schedule.set_index("progress")["eta_smooth"]
     peak_at = smooth.idxmax()
-    print(f"eta* smoothed: start {smooth.iloc[0]:.3g}, peak {smooth.max():.3g} at {peak_at:.2f}, "
-          f"end {smooth.iloc[-1]:.3g}; {document['family']}: {document['params']}")  # fmt: skip
+    print(
+        f"eta* smoothed: start {smooth.iloc[0]:.3g}, peak {smooth.max():.3g} at {peak_at:.2f}, "
+        f"end {smooth.iloc[-1]:.3g}; {document['family']}: {document['params']}"
+    )
     assert 0.02 < peak_at < 0.5
     assert smooth.max() > 1.5 * smooth.iloc[0] and smooth.max() > 1.5 * smooth.loc[0.9:].max()
     assert document["family"] != "constant"

@@ -106,9 +106,17 @@ def test_version_1_trajectory_still_opens_and_measures(tmp_path):
         assert (traj.world_size, traj.precision) == (1, "fp32")
         assert (traj.steps("clip_factor") == 1).all()
         assert traj.config["augment"] == "none" and traj.config["clip_grad_norm"] is None
-    table = measure(VERSION_1, tmp_path / "geometry.parquet", "v1", samples=1, full_batch=True,
-                    random_labels=True, device="cpu")  # fmt: skip
+    table = measure(
+        VERSION_1,
+        tmp_path / "geometry.parquet",
+        "v1",
+        samples=1,
+        full_batch=True,
+        random_labels=True,
+        device="cpu",
+    )
     assert len(table) == 3 * 5  # 3 measured checkpoints x (train, update, sampled, full, random)
     for segment in range(3):
-        replay_segments(VERSION_1, segment, segment, tmp_path / f"{segment}.parquet", "v1",
-                        device="cpu")  # fmt: skip
+        replay_segments(
+            VERSION_1, segment, segment, tmp_path / f"{segment}.parquet", "v1", device="cpu"
+        )

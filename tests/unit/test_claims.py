@@ -19,8 +19,12 @@ TOTAL_STEPS = 20
 ROOT_D = 10  # d = 100 parameters: z = 10 gamma
 
 
-def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]],
-             other: float = np.nan, origin: float = 0.01) -> pd.DataFrame:  # fmt: skip
+def geometry(
+    run: str,
+    checkpoints: dict[int, dict[str, list[float]]],
+    other: float = np.nan,
+    origin: float = 0.01,
+) -> pd.DataFrame:
     """The sampled rows of a geometry table: step -> column -> one value per sampled minibatch;
     the controls gamma_other and gamma_origin the same at every row."""
     rows = []
@@ -30,8 +34,16 @@ def geometry(run: str, checkpoints: dict[int, dict[str, list[float]]],
         ):
             row = {"run": run, "step": step, "progress": step / TOTAL_STEPS, "source": "sampled"}
             rows.append(
-                row | {"sample": sample, "gamma": gamma, "z": ROOT_D * gamma, "rsi": rsi, "eb": eb,
-                       "gamma_other": other, "gamma_origin": origin}  # fmt: skip
+                row
+                | {
+                    "sample": sample,
+                    "gamma": gamma,
+                    "z": ROOT_D * gamma,
+                    "rsi": rsi,
+                    "eb": eb,
+                    "gamma_other": other,
+                    "gamma_origin": origin,
+                }
             )
     table = pd.DataFrame(rows)
     # Rows of other sources must not count: one full-batch row, far off, at each checkpoint.
@@ -168,9 +180,13 @@ def test_a_run_without_its_geometry_is_named():
 
 def straight_path(run: str, losses: dict[int, list[float]]) -> pd.DataFrame:
     """An interpolation table: step -> the loss at alpha 0, 0.5, 1."""
-    return pd.DataFrame([{"run": run, "step": step, "alpha": alpha, "loss": loss}
-                         for step, values in losses.items()
-                         for alpha, loss in zip((0.0, 0.5, 1.0), values)])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {"run": run, "step": step, "alpha": alpha, "loss": loss}
+            for step, values in losses.items()
+            for alpha, loss in zip((0.0, 0.5, 1.0), values)
+        ]
+    )
 
 
 def test_the_straight_path_columns_and_statement_where_interpolation_is_on():
@@ -179,8 +195,9 @@ def test_the_straight_path_columns_and_statement_where_interpolation_is_on():
     # valley: the segment from step 2 rises by 0.5 above its start (25 % of it), then falls
     interpolations["valley"] = straight_path("valley", {2: [2.0, 2.5, 0.5], 10: [1.0, 0.8, 0.5]})
     table = claims_table(TABLES, SCHEDULES, CONFIG, interpolations)
-    assert table["monotone_share"].to_dict() == {run: 1.0 if run != "valley" else 0.5
-                                                  for run in TABLES}  # fmt: skip
+    assert table["monotone_share"].to_dict() == {
+        run: 1.0 if run != "valley" else 0.5 for run in TABLES
+    }
     assert table.loc["valley", "largest_bump"] == pytest.approx(0.5)
     assert table.loc["valley", "largest_bump_relative"] == pytest.approx(0.25)
     statement = claim_statements(table, CONFIG)["our runs"].iloc[-1]

@@ -133,28 +133,44 @@ def test_a_task_ablation_differs_in_the_task_alone():
         ({"runs": {"a": {"clip_grad_norm": float("inf")}}}, "runs.a.clip_grad_norm: inf"),
         ({"base": {"seed": 2**63}}, "base.seed"),
         ({"base": {"model": "transformer"}}, "base.model: transformer is a language model"),
-        ({"runs": {"lm": {"task": "pydoc", "model": "transformer", "heads": 3}}},
-         "runs.lm.heads: 3 heads do not divide width 16"),
-        ({"base": {"heads": 5}, "runs": {"lm": {"task": "pydoc", "model": "transformer"}}},
-         "base.heads"),
-        ({"ablations": {"depth": [5]}, "base": {"task": "mnist5k-seg", "model": "unet"}},
-         "ablations.depth[0]: unet of depth 5 halves the 28-pixel inputs"),
+        (
+            {"runs": {"lm": {"task": "pydoc", "model": "transformer", "heads": 3}}},
+            "runs.lm.heads: 3 heads do not divide width 16",
+        ),
+        (
+            {"base": {"heads": 5}, "runs": {"lm": {"task": "pydoc", "model": "transformer"}}},
+            "base.heads",
+        ),
+        (
+            {"ablations": {"depth": [5]}, "base": {"task": "mnist5k-seg", "model": "unet"}},
+            "ablations.depth[0]: unet of depth 5 halves the 28-pixel inputs",
+        ),
         ({"base": {"model": "resnet18", "width_multiplier": 0.01}}, "base.width_multiplier"),
         ({"base": {"batch_size": 1439}}, "base.batch_size: 1439 exceeds the 1438 training"),
-        ({"runs": {"lm": {"task": "pydoc", "model": "transformer", "context": 10**7}}},
-         "runs.lm.context: 10000000: no window of context + 1 characters"),
-        ({"runs": {"lm": {"task": "pydoc", "model": "transformer", "context": 20000}}},
-         "base.batch_size: 64 exceeds the 18 training examples of task pydoc at context 20000"),
+        (
+            {"runs": {"lm": {"task": "pydoc", "model": "transformer", "context": 10**7}}},
+            "runs.lm.context: 10000000: no window of context + 1 characters",
+        ),
+        (
+            {"runs": {"lm": {"task": "pydoc", "model": "transformer", "context": 20000}}},
+            "base.batch_size: 64 exceeds the 18 training examples of task pydoc at context 20000",
+        ),
         ({"train": {"processes": 3}}, "base.batch_size: 64 does not divide into train.processes"),
         ({"base": {"schedule": "file", "schedule_file": "no/such.json"}}, "base.schedule_file"),
-        ({"base": {"model": "resnet18", "batch_size": 2}, "train": {"processes": 2}},
-         "base.batch_size: 2 in 2 process(es) gives the BatchNorm of resnet18's 1-pixel map one"),
-        ({"base": {"model": "resnet18"}, "measure": {"full_batch_chunk": 1437}},
-         "measure.full_batch_chunk: 1437 leaves one example in the last chunk"),
-        ({"base": {"epochs": 10**7, "checkpoint": {"dense_first": 1, "every": 1}}},
-         "base: its trajectory would take about 9.03e+03 GB (220000001 checkpoints"),
+        (
+            {"base": {"model": "resnet18", "batch_size": 2}, "train": {"processes": 2}},
+            "base.batch_size: 2 in 2 process(es) gives the BatchNorm of resnet18's 1-pixel map one",
+        ),
+        (
+            {"base": {"model": "resnet18"}, "measure": {"full_batch_chunk": 1437}},
+            "measure.full_batch_chunk: 1437 leaves one example in the last chunk",
+        ),
+        (
+            {"base": {"epochs": 10**7, "checkpoint": {"dense_first": 1, "every": 1}}},
+            "base: its trajectory would take about 9.03e+03 GB (220000001 checkpoints",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_the_schema_cannot_state_is_refused_naming_the_key(config, key):
     with pytest.raises(ConfigError) as error:
         validate_config(config, SCHEMA)
@@ -187,17 +203,28 @@ REFUSED_BY_SNAKEMAKE = {
     ),
     "seed-2^70": ({"base": TINY_BASE, "ablations": {"seed": [2**70]}}, "ablations.seed[0]"),
     "heads": (
-        {"base": TINY_BASE,
-         "runs": {"language": {"task": "pydoc", "model": "transformer", "width": 16, "heads": 3}}},
+        {
+            "base": TINY_BASE,
+            "runs": {
+                "language": {"task": "pydoc", "model": "transformer", "width": 16, "heads": 3}
+            },
+        },
         "runs.language.heads: 3 heads do not divide width 16",
     ),
     "checkpoint-bytes": (
-        {"base": TINY_BASE,
-         "runs": {"huge": {"width": 256, "epochs": 10**4,
-                           "checkpoint": {"dense_first": 1, "every": 1}}}},
+        {
+            "base": TINY_BASE,
+            "runs": {
+                "huge": {
+                    "width": 256,
+                    "epochs": 10**4,
+                    "checkpoint": {"dense_first": 1, "every": 1},
+                }
+            },
+        },
         "runs.huge: its trajectory would take about",
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(REFUSED_BY_SNAKEMAKE))

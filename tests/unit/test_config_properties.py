@@ -62,8 +62,11 @@ def schema_at(path: tuple) -> dict:
         node, rest = SCHEMA_DOCUMENT, path
     for part in rest:
         node = resolved(node)
-        node = node.get("items", {}) if isinstance(part, int) else \
-            node.get("properties", {}).get(part, {})  # fmt: skip
+        node = (
+            node.get("items", {})
+            if isinstance(part, int)
+            else node.get("properties", {}).get(part, {})
+        )
     return resolved(node)
 
 
@@ -117,8 +120,14 @@ def mutated_configs(draw):
         if kind == "add":
             runs = node_at(config, ("runs",))
             named = runs if isinstance(runs, dict) else {}  # an earlier edit may have made it 1
-            sections = [("base",), ("ablations",), ("train",), ("measure",), ("schedule",),
-                        *(("runs", name) for name in named)]  # fmt: skip
+            sections = [
+                ("base",),
+                ("ablations",),
+                ("train",),
+                ("measure",),
+                ("schedule",),
+                *(("runs", name) for name in named),
+            ]
             section = draw(st.sampled_from(sections))
             if not isinstance(node_at(config, section), dict):
                 continue
@@ -148,8 +157,10 @@ def names_a_key(line: str, config: dict) -> bool:
         return False
     if match.group(1) == "(top level)":
         return True
-    parts = [int(part[1:-1]) if part.startswith("[") else part
-             for part in re.findall(r"[^.\[\]]+|\[\d+\]", match.group(1))]  # fmt: skip
+    parts = [
+        int(part[1:-1]) if part.startswith("[") else part
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", match.group(1))
+    ]
     for end in range(1, len(parts)):
         prefix = tuple(parts[:end])
         if node_at(config, prefix) is None and not schema_at(prefix):
@@ -181,9 +192,13 @@ def smoke_training():
 
 
 # Derandomized, no example database: CI draws the same 200 configs every time.
-@settings(max_examples=200, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow,
-                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(config=mutated_configs())
 def test_every_mutation_of_config_yaml_trains_or_is_refused_naming_a_key(config, smoke_training):
     try:
@@ -195,8 +210,11 @@ def test_every_mutation_of_config_yaml_trains_or_is_refused_naming_a_key(config,
         event("refused")  # --hypothesis-show-statistics counts them
         return
     same_training = training_settings(validated) == training_settings(DEFAULT_VALIDATED)
-    changed = {name: run for name, run in expand_runs(validated).items()
-               if not same_training or DEFAULT_RUNS.get(name) != run}  # fmt: skip
+    changed = {
+        name: run
+        for name, run in expand_runs(validated).items()
+        if not same_training or DEFAULT_RUNS.get(name) != run
+    }
     event(f"accepted, {len(changed)} runs changed")  # the others: config.yaml's, tested below
     assert_trains(changed, validated, smoke_training)
 
@@ -219,9 +237,14 @@ def assert_trains(runs: dict[str, dict], config: dict, smoke_training) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for index, (name, run) in enumerate(runs.items()):
             path = Path(folder) / f"{index}.h5"
-            status = smoke_training(run, path, device="cpu", run_name=name,
-                                    precision=config["train"]["precision"],
-                                    data_workers=config["train"]["data_workers"])  # fmt: skip
+            status = smoke_training(
+                run,
+                path,
+                device="cpu",
+                run_name=name,
+                precision=config["train"]["precision"],
+                data_workers=config["train"]["data_workers"],
+            )
             assert status == "complete", (name, run)
             with TrajectoryReader(path) as traj:
                 assert np.isfinite(traj.steps("loss")[:SMOKE_STEPS]).all(), (name, run)

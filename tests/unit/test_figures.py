@@ -26,8 +26,9 @@ RUNS = ["base", "batch_size=16", "seed=1", "valley"]
 STEPS = [0, 1, 2, 5, 9]  # of 10
 
 
-def geometry(run: str, gamma: float, update_offset: float = 0.0,
-             other: float = float("nan")) -> pd.DataFrame:  # fmt: skip
+def geometry(
+    run: str, gamma: float, update_offset: float = 0.0, other: float = float("nan")
+) -> pd.DataFrame:
     """Every source at each checkpoint; sampled minibatches spread around `gamma`; the controls
     gamma_other `other` (NaN: no seed sibling) and gamma_origin a tenth of gamma."""
     rows = []
@@ -148,8 +149,9 @@ def test_a_share_prints_as_100_or_0_percent_only_when_it_is(share, printed):
 
 
 def test_the_bound_note_gives_the_share_of_directions_unrounded():
-    bound = pd.DataFrame({"progress": [0.0, 0.5, 1.0], "dist": [2.0, 1.0, 0.0],
-                          "dist_predicted": [2.0, 1.1, 0.1]})  # fmt: skip
+    bound = pd.DataFrame(
+        {"progress": [0.0, 0.5, 1.0], "dist": [2.0, 1.0, 0.0], "dist_predicted": [2.0, 1.1, 0.1]}
+    )
     guarantee = {"rate": None, "ignore_last": 0.05, "rsi_positive_fraction": 407 / 408}
     fig = bound_figure(bound, {"bound": guarantee}, "base")
     (note,) = fig.axes[0].texts

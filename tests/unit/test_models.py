@@ -46,8 +46,14 @@ WRONG_KIND = {
 
 
 def run_config(name: str) -> dict:
-    return {"model": name, "width": 1, "depth": 1, "heads": 1, "width_multiplier": 1,
-            **CASES[name][1]}  # fmt: skip
+    return {
+        "model": name,
+        "width": 1,
+        "depth": 1,
+        "heads": 1,
+        "width_multiplier": 1,
+        **CASES[name][1],
+    }
 
 
 def batch(task, size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,8 +210,10 @@ def test_width_multiplier_widens_every_stage_and_the_stem():
     """resnet152_05 of the reference: a 32-channel stem and 32, 64, 128, 256 planes."""
     model = build_model({"model": "resnet152", "width_multiplier": 0.5}, IMAGENET)
     assert model.conv1.out_channels == 32
-    planes = [stage[0].conv1.out_channels for stage in (model.layer1, model.layer2,
-                                                         model.layer3, model.layer4)]  # fmt: skip
+    planes = [
+        stage[0].conv1.out_channels
+        for stage in (model.layer1, model.layer2, model.layer3, model.layer4)
+    ]
     assert planes == [32, 64, 128, 256]
     assert model.fc.in_features == 256 * 4
 

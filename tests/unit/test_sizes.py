@@ -68,8 +68,11 @@ def test_a_torch_optimizers_state_is_within_its_counted_bound(optimizer):
     params = sum(p.numel() for p in built.parameters())
     tensors = len(list(built.parameters()))
     assert real <= sizes.state_sizes(run, facts)[2] == 3 * params + 4 * tensors
-    rmsprop = {**run, "optimizer": "torch.optim.RMSprop",
-               "optimizer_options": {"centered": True, "momentum": 0.9}}  # fmt: skip
+    rmsprop = {
+        **run,
+        "optimizer": "torch.optim.RMSprop",
+        "optimizer_options": {"centered": True, "momentum": 0.9},
+    }
     assert state_size(build_optimizer(rmsprop, built), rmsprop["optimizer"]) >= 3 * params
 
 
@@ -109,18 +112,25 @@ def test_smallest_batchnorm_map_is_the_built_models(task, model, changes, shape)
 
 @pytest.mark.parametrize(
     "changes",
-    [{"task": "digits"}, {"task": "mnist5k"}, {"task": "mnist5k-seg", "model": "segnet"},
-     {"task": "pydoc", "model": "transformer", "context": 33},
-     {"task": "quadratic", "model": "linear", "width": 5},
-     {"task": "rosenbrock", "model": "point"}],
-)  # fmt: skip
+    [
+        {"task": "digits"},
+        {"task": "mnist5k"},
+        {"task": "mnist5k-seg", "model": "segnet"},
+        {"task": "pydoc", "model": "transformer", "context": 33},
+        {"task": "quadratic", "model": "linear", "width": 5},
+        {"task": "rosenbrock", "model": "point"},
+    ],
+)
 def test_task_facts_are_the_loaded_tasks(changes):
     run = tiny_run(**changes)
     facts, task = sizes.task_facts(run), load_task(run)
     assert facts.exact
     assert (facts.kind, facts.num_classes, facts.input_shape, facts.train_examples) == (
-        task.kind, task.num_classes, tuple(task.input_shape), task.train_size
-    )  # fmt: skip
+        task.kind,
+        task.num_classes,
+        tuple(task.input_shape),
+        task.train_size,
+    )
 
 
 def test_checkpoint_count_is_the_number_of_checkpoint_steps():

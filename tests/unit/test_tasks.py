@@ -135,12 +135,6 @@ def test_pydoc_needs_a_positive_context():
 # Local-path tasks: writers of each format, then the loads.
 
 
-
-
-
-
-
-
 def cifar_files(folder, names, label_key):
     """uint8 images [N, 3, 32, 32] and labels of the batch files `names`, concatenated."""
     batches = [pickle.loads((folder / name).read_bytes()) for name in names]
@@ -206,10 +200,6 @@ def test_cifar_corrupt_batch_names_the_folder(tmp_path):
         load_task(tiny_run(task="cifar10", data_dir=str(tmp_path)))
 
 
-
-
-
-
 def test_imagenet_reads_image_folders(tmp_path):
     write_image_folder(tmp_path / "train", {"n01440764": 2, "n01443537": 3})
     write_image_folder(tmp_path / "val", {"n01440764": 1, "n01443537": 1})
@@ -239,10 +229,6 @@ def test_imagenet_class_folder_without_images_names_the_folder(tmp_path):
     (tmp_path / "val" / "n01440764").mkdir(parents=True)
     with pytest.raises(DataLayoutError, match=str(tmp_path / "val")):
         load_task(tiny_run(task="imagenet", data_dir=str(tmp_path)))
-
-
-
-
 
 
 def test_wikitext2_words_and_eos(tmp_path):
@@ -279,8 +265,6 @@ def test_wikitext2_validation_word_outside_the_vocabulary_names_the_file(tmp_pat
 VAIHINGEN_COLOURS += [(255, 0, 0)]  # classes 0..5 in the ISPRS order
 
 
-
-
 def tiles_of(array, size: int):
     """Tiles [N, size, size, ...] of an [H, W, ...] array, row by row, borders dropped."""
     rows, cols = array.shape[0] // size, array.shape[1] // size
@@ -312,8 +296,7 @@ def test_vaihingen_tiles_of_the_references_areas(tmp_path):
 
     def area_tiles(areas):
         images = [
-            np.asarray(Image.open(tmp_path / "top" / f"top_mosaic_09cm_area{n}.tif"))
-            for n in areas
+            np.asarray(Image.open(tmp_path / "top" / f"top_mosaic_09cm_area{n}.tif")) for n in areas
         ]
         image_tiles = np.stack([t for image in images for t in tiles_of(image, 8)])
         label_tiles = np.stack([t for n in areas for t in tiles_of(labels[n], 8)])
@@ -392,8 +375,7 @@ def test_wrong_layout_names_the_path_and_layout(tmp_path, task_name):
 
 
 def test_vaihingen_training_tiles_overlap_at_a_smaller_stride(tmp_path):
-    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (20, 17), 28: (16, 9)},
-                    masked={1, 28})  # fmt: skip
+    write_vaihingen(tmp_path, np.random.default_rng(0), {1: (20, 17), 28: (16, 9)}, masked={1, 28})
     task = load_task(tiny_run(task="vaihingen", data_dir=str(tmp_path), tile=8, tile_stride=4))
     image = np.asarray(Image.open(tmp_path / "top/top_mosaic_09cm_area1.tif")).transpose(2, 0, 1)
     corners = [(row, col) for row in range(0, 13, 4) for col in range(0, 10, 4)]  # 4 x 3

@@ -58,8 +58,12 @@ def test_run_makes_every_output_then_has_nothing_to_do(finished_workflow):
             assert (finished_workflow.root / f"results/benchmarks/{stage}/{run}.tsv").exists()
         train_log = (finished_workflow.root / f"results/logs/train/{run}.log").read_text()
         assert re.search(r"s wall, peak memory \d+ MB", train_log), train_log
-    for output in ("runs/base--derived/trajectory.h5", "runs/base--cosine/trajectory.h5",
-                   "runs/base/closed_loop.csv", "figures/base/closed_loop.png"):  # fmt: skip
+    for output in (
+        "runs/base--derived/trajectory.h5",
+        "runs/base--cosine/trajectory.h5",
+        "runs/base/closed_loop.csv",
+        "figures/base/closed_loop.png",
+    ):
         assert (finished_workflow.root / "results" / output).stat().st_size > 0, output
     for output in COMPARISON_OUTPUTS:
         assert (finished_workflow.root / "results" / output).stat().st_size > 0, output

@@ -43,8 +43,14 @@ class PathModel:
         loss = model.loss()                    # float64 tensor on the device
     """
 
-    def __init__(self, traj: TrajectoryReader, device: str, trusted: Iterable[str], examples: int,
-                 chunk: int = FULL_BATCH_CHUNK):  # fmt: skip
+    def __init__(
+        self,
+        traj: TrajectoryReader,
+        device: str,
+        trusted: Iterable[str],
+        examples: int,
+        chunk: int = FULL_BATCH_CHUNK,
+    ):
         require_trusted(traj.config, trusted, traj.path)
         apply_precision("fp32")  # strict: losses along a segment differ in their last digits
         self.traj, self.device = traj, resolve_device(device)

@@ -23,8 +23,15 @@ MONOTONE_RTOL = 1e-5
 MIN_POINTS = 11
 
 
-def interpolate(trajectory: str, out: str, run_name: str, points: int = 11, examples: int = 128,
-                device: str = "auto", trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+def interpolate(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    points: int = 11,
+    examples: int = 128,
+    device: str = "auto",
+    trusted: Iterable[str] = (),
+) -> pd.DataFrame:
     """The interpolation table of a trajectory: `points` values of alpha per measured checkpoint."""
     # Imported here: the figures and the claims table read monotone_summary without torch.
     import torch
@@ -35,8 +42,9 @@ def interpolate(trajectory: str, out: str, run_name: str, points: int = 11, exam
     from nowrongturns.trajectory.reader import TrajectoryReader
 
     if points < MIN_POINTS:
-        raise ValueError(f"points (analyses.interpolation.points) must be at least {MIN_POINTS}, "
-                         f"not {points}")  # fmt: skip
+        raise ValueError(
+            f"points (analyses.interpolation.points) must be at least {MIN_POINTS}, not {points}"
+        )
     alphas = np.linspace(0.0, 1.0, points)
     with TrajectoryReader(trajectory) as traj:
         path = PathModel(traj, device, trusted, examples)
@@ -56,13 +64,15 @@ def interpolate(trajectory: str, out: str, run_name: str, points: int = 11, exam
         steps = traj.checkpoint_steps[: len(measured)].astype(np.int64)
         total_steps = traj.total_steps
     values = torch.stack(losses).cpu().numpy() if losses else np.empty((0, points))
-    table = pd.DataFrame({
-        "run": run_name,
-        "step": np.repeat(steps, points),
-        "progress": np.repeat(steps / total_steps, points),
-        "alpha": np.tile(alphas, len(steps)),
-        "loss": values.reshape(-1),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "run": run_name,
+            "step": np.repeat(steps, points),
+            "progress": np.repeat(steps / total_steps, points),
+            "alpha": np.tile(alphas, len(steps)),
+            "loss": values.reshape(-1),
+        }
+    )
     table.attrs["examples"] = len(path.indices)
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)

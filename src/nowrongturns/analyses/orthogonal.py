@@ -38,9 +38,15 @@ def orthogonal_part(gradient64: torch.Tensor, to_final64: torch.Tensor) -> torch
     return gradient64 - (gradient64 @ to_final64) / (to_final64 @ to_final64) * to_final64
 
 
-def orthogonal(trajectory: str, out: str, run_name: str, lags: Iterable[int] = LAGS,
-               device: str = "auto", data_workers: int = 0,
-               trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+def orthogonal(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    lags: Iterable[int] = LAGS,
+    device: str = "auto",
+    data_workers: int = 0,
+    trusted: Iterable[str] = (),
+) -> pd.DataFrame:
     """The orthogonal-components table of a trajectory, from one replay of all its steps."""
     lags = sorted(set(lags))
     if not lags or lags[0] < 1:
@@ -74,14 +80,16 @@ def orthogonal(trajectory: str, out: str, run_name: str, lags: Iterable[int] = L
         total_steps = traj.total_steps
     found = torch.stack(values).cpu().numpy() if values else np.empty((0, 2))  # one host sync
     steps = np.array(steps, dtype=np.int64)
-    table = pd.DataFrame({
-        "run": run_name,
-        "step": steps,
-        "progress": steps / total_steps,
-        "k": np.array(ks, dtype=np.int64),
-        "cosine": found[:, 0],
-        "distance": found[:, 1],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "run": run_name,
+            "step": steps,
+            "progress": steps / total_steps,
+            "k": np.array(ks, dtype=np.int64),
+            "cosine": found[:, 0],
+            "distance": found[:, 1],
+        }
+    )
     table = table.sort_values(["step", "k"], ignore_index=True)
     table.attrs["end_errors"] = max(replay.end_errors, default=0.0)
     with written(out) as tmp:

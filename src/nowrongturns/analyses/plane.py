@@ -64,8 +64,10 @@ def principal_plane(path: PathModel, rows: int):
     values, vectors = torch.linalg.eigh(gram)  # ascending
     values, vectors = values.flip(0)[:2], vectors.flip(1)[:, :2]
     if len(values) < 2 or values[1] <= 1e-12 * values[0]:
-        raise ValueError(f"{path.traj.path}: the checkpoints span fewer than two directions "
-                         "from w*; there is no plane")  # fmt: skip
+        raise ValueError(
+            f"{path.traj.path}: the checkpoints span fewer than two directions "
+            "from w*; there is no plane"
+        )
     singular = values.sqrt()
     # d_k = sum_i u_k[i] (w_i - w*) / s_k, one more read of the checkpoints.
     directions = torch.zeros(2, path.traj.param_count, dtype=torch.float64, device=path.device)
@@ -84,13 +86,22 @@ def grid_axis(values: np.ndarray, points: int, margin: float) -> np.ndarray:
     return np.linspace(low - margin * span, high + margin * span, points)
 
 
-def plane(trajectory: str, out: str, run_name: str, grid: int = 21, examples: int = 512,
-          margin: float = 0.25, device: str = "auto",
-          trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+def plane(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    grid: int = 21,
+    examples: int = 512,
+    margin: float = 0.25,
+    device: str = "auto",
+    trusted: Iterable[str] = (),
+) -> pd.DataFrame:
     """The plane table of a trajectory: its checkpoints, and a grid x grid of losses."""
     if grid < 2 or margin < 0:
-        raise ValueError(f"grid (analyses.plane.grid) must be at least 2 and margin at least 0, "
-                         f"not {grid} and {margin}")  # fmt: skip
+        raise ValueError(
+            f"grid (analyses.plane.grid) must be at least 2 and margin at least 0, "
+            f"not {grid} and {margin}"
+        )
     with TrajectoryReader(trajectory) as traj:
         path = PathModel(traj, device, trusted, examples)
         rows = len(traj.checkpoint_steps)  # w* too: at the origin, its loss the grid's centre
@@ -116,24 +127,28 @@ def plane(trajectory: str, out: str, run_name: str, grid: int = 21, examples: in
         steps = traj.checkpoint_steps.astype(np.int64)
         total_steps = traj.total_steps
     grid_x, grid_y = np.meshgrid(xs, ys)
-    checkpoints = pd.DataFrame({
-        "kind": "checkpoint",
-        "step": pd.array(steps, dtype="Int64"),
-        "progress": steps / total_steps,
-        "x": points[:, 0],
-        "y": points[:, 1],
-        "loss": torch.stack(checkpoint_losses).cpu().numpy(),
-        "off_plane": torch.stack(off_plane).cpu().numpy(),
-    })  # fmt: skip
-    surface = pd.DataFrame({
-        "kind": "grid",
-        "step": pd.array([None] * grid * grid, dtype="Int64"),
-        "progress": np.nan,
-        "x": grid_x.reshape(-1),
-        "y": grid_y.reshape(-1),
-        "loss": torch.stack(grid_losses).cpu().numpy(),
-        "off_plane": 0.0,
-    })  # fmt: skip
+    checkpoints = pd.DataFrame(
+        {
+            "kind": "checkpoint",
+            "step": pd.array(steps, dtype="Int64"),
+            "progress": steps / total_steps,
+            "x": points[:, 0],
+            "y": points[:, 1],
+            "loss": torch.stack(checkpoint_losses).cpu().numpy(),
+            "off_plane": torch.stack(off_plane).cpu().numpy(),
+        }
+    )
+    surface = pd.DataFrame(
+        {
+            "kind": "grid",
+            "step": pd.array([None] * grid * grid, dtype="Int64"),
+            "progress": np.nan,
+            "x": grid_x.reshape(-1),
+            "y": grid_y.reshape(-1),
+            "loss": torch.stack(grid_losses).cpu().numpy(),
+            "off_plane": 0.0,
+        }
+    )
     table = pd.concat([checkpoints, surface], ignore_index=True)
     table.insert(0, "run", run_name)
     table.attrs.update(explained_variance=explained.cpu().tolist(), examples=len(path.indices))

@@ -31,8 +31,12 @@ from nowrongturns.step import LANCZOS_START, seeded_generator
 from nowrongturns.trajectory.reader import TrajectoryReader
 
 
-def top_eigenvalue(product: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
-                   iterations: int, tolerance: float) -> tuple[float, int, float]:  # fmt: skip
+def top_eigenvalue(
+    product: Callable[[torch.Tensor], torch.Tensor],
+    start: torch.Tensor,
+    iterations: int,
+    tolerance: float,
+) -> tuple[float, int, float]:
     """(lambda_max, products taken, relative Ritz residual) of the symmetric operator `product`
     (float64 vector -> float64 vector), by Lanczos from `start`, stopping once the residual
     ||H s - theta s|| of the top Ritz pair is at most `tolerance` |theta| (for a symmetric
@@ -74,13 +78,22 @@ def hessian_product(path: PathModel) -> Callable[[torch.Tensor], torch.Tensor]:
     return product
 
 
-def sharpness(trajectory: str, out: str, run_name: str, examples: int = 512,
-              iterations: int = 20, tolerance: float = 1e-4, device: str = "auto",
-              trusted: Iterable[str] = ()) -> pd.DataFrame:  # fmt: skip
+def sharpness(
+    trajectory: str,
+    out: str,
+    run_name: str,
+    examples: int = 512,
+    iterations: int = 20,
+    tolerance: float = 1e-4,
+    device: str = "auto",
+    trusted: Iterable[str] = (),
+) -> pd.DataFrame:
     """The sharpness table of a trajectory: lambda_max at each measured checkpoint."""
     if iterations < 1 or not tolerance > 0:
-        raise ValueError(f"iterations (analyses.sharpness.iterations) must be at least 1 and "
-                         f"tolerance positive, not {iterations} and {tolerance}")  # fmt: skip
+        raise ValueError(
+            f"iterations (analyses.sharpness.iterations) must be at least 1 and "
+            f"tolerance positive, not {iterations} and {tolerance}"
+        )
     with TrajectoryReader(trajectory) as traj:
         # One chunk: the Hessian of one loss, BatchNorm normalizing by all its examples at once.
         path = PathModel(traj, device, trusted, examples, chunk=examples)
@@ -100,16 +113,18 @@ def sharpness(trajectory: str, out: str, run_name: str, examples: int = 512,
         progress.close()
         total_steps = traj.total_steps
     values = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    table = pd.DataFrame({
-        "run": run_name,
-        "step": steps,
-        "progress": steps / total_steps,
-        "lambda_max": values[:, 0],
-        "lr": lrs,
-        "two_over_lr": 2.0 / lrs,
-        "iterations": values[:, 1].astype(np.int64),
-        "residual": values[:, 2],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "run": run_name,
+            "step": steps,
+            "progress": steps / total_steps,
+            "lambda_max": values[:, 0],
+            "lr": lrs,
+            "two_over_lr": 2.0 / lrs,
+            "iterations": values[:, 1].astype(np.int64),
+            "residual": values[:, 2],
+        }
+    )
     table.attrs["examples"] = len(path.indices)
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)

@@ -1,6 +1,6 @@
 """`nwt`: the workflow's stages as commands on files (commands.py), their parser (parser.py).
 
-    nwt --help
+nwt --help
 """
 
 from __future__ import annotations

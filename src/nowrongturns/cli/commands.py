@@ -55,8 +55,14 @@ def cmd_train(args) -> None:
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.out).parent.name
     try:
-        train(load_config(args.run), args.out, device=args.device, run_name=run_name,
-              data_workers=args.data_workers, precision=args.precision)  # fmt: skip
+        train(
+            load_config(args.run),
+            args.out,
+            device=args.device,
+            run_name=run_name,
+            data_workers=args.data_workers,
+            precision=args.precision,
+        )
     except DiskFullError as error:
         if not error.torn:
             raise
@@ -132,9 +138,17 @@ def cmd_replay(args) -> None:
     _set_threads(args.threads)
     run_name = args.run_name or Path(args.trajectory).parent.name
     first, last = args.segments
-    replay_segments(args.trajectory, first, last, args.out, run_name, device=args.device,
-                    data_workers=args.data_workers, trusted=args.trust,
-                    other_final=args.other_final)  # fmt: skip
+    replay_segments(
+        args.trajectory,
+        first,
+        last,
+        args.out,
+        run_name,
+        device=args.device,
+        data_workers=args.data_workers,
+        trusted=args.trust,
+        other_final=args.other_final,
+    )
 
 
 def cmd_gather_dense(args) -> None:
@@ -212,43 +226,77 @@ def cmd_claims(args) -> None:
     from nowrongturns.report.claims import write_claims
 
     config = load_config(args.config, "workflow config")
-    write_claims(_geometry_tables(args.geometry), args.schedules, config, args.csv, args.html,
-                 _geometry_tables(args.interpolation, "interpolation"))  # fmt: skip
+    write_claims(
+        _geometry_tables(args.geometry),
+        args.schedules,
+        config,
+        args.csv,
+        args.html,
+        _geometry_tables(args.interpolation, "interpolation"),
+    )
 
 
 def cmd_interpolation(args) -> None:
     from nowrongturns.analyses.interpolation import interpolate
 
     _set_threads(args.threads)
-    interpolate(args.trajectory, args.out, _run_name(args), points=args.points,
-                examples=args.examples, device=args.device, trusted=args.trust)  # fmt: skip
+    interpolate(
+        args.trajectory,
+        args.out,
+        _run_name(args),
+        points=args.points,
+        examples=args.examples,
+        device=args.device,
+        trusted=args.trust,
+    )
 
 
 def cmd_sharpness(args) -> None:
     from nowrongturns.analyses.sharpness import sharpness
 
     _set_threads(args.threads)
-    sharpness(args.trajectory, args.out, _run_name(args), examples=args.examples,
-              iterations=args.iterations, tolerance=args.tolerance, device=args.device,
-              trusted=args.trust)  # fmt: skip
+    sharpness(
+        args.trajectory,
+        args.out,
+        _run_name(args),
+        examples=args.examples,
+        iterations=args.iterations,
+        tolerance=args.tolerance,
+        device=args.device,
+        trusted=args.trust,
+    )
 
 
 def cmd_plane(args) -> None:
     from nowrongturns.analyses.plane import plane
 
     _set_threads(args.threads)
-    plane(args.trajectory, args.out, _run_name(args), grid=args.grid, examples=args.examples,
-          margin=args.margin, device=args.device, trusted=args.trust)  # fmt: skip
+    plane(
+        args.trajectory,
+        args.out,
+        _run_name(args),
+        grid=args.grid,
+        examples=args.examples,
+        margin=args.margin,
+        device=args.device,
+        trusted=args.trust,
+    )
 
 
 def cmd_orthogonal(args) -> None:
     from nowrongturns.analyses.orthogonal import orthogonal
 
     _set_threads(args.threads)
-    orthogonal(args.trajectory, args.out, _run_name(args), lags=args.lags, device=args.device,
-               data_workers=args.data_workers, trusted=args.trust)  # fmt: skip
+    orthogonal(
+        args.trajectory,
+        args.out,
+        _run_name(args),
+        lags=args.lags,
+        device=args.device,
+        data_workers=args.data_workers,
+        trusted=args.trust,
+    )
 
 
 def _run_name(args) -> str:
     return args.run_name or Path(args.trajectory).parent.name
-

@@ -48,8 +48,9 @@ def plan_run(run: dict, measure: dict) -> dict:
     examples, steps, batch = planned["examples"], planned["steps"], run["batch_size"]
     measured = planned["checkpoints"] - 1
     per_checkpoint = 1 + measure["samples"] + measure["random_labels"] + measure["fixed_batches"]
-    sources = Sources(measure["samples"], measure["full_batch"],
-                      full_batch_every=measure["full_batch_every"])  # fmt: skip
+    sources = Sources(
+        measure["samples"], measure["full_batch"], full_batch_every=measure["full_batch_every"]
+    )
     full = sum(sources.full_batch_at(index, measured) for index in range(measured))
     measure_passes = measured * per_checkpoint + full * examples / batch
     return {
@@ -75,9 +76,14 @@ def plan(config: dict) -> pd.DataFrame:
     rows = {name: plan_run(run, config["measure"]) for name, run in runs.items()}
     if config["schedule"]["retrain"]:
         for loop in ("derived", "cosine"):  # trained, not measured
-            rows[f"base--{loop}"] = {**rows["base"], "minibatch_gradients": 0,
-                                     "full_batch_passes": 0, "measure_passes": 0.0,
-                                     "measure/train": 0.0, "replay_passes": 0}  # fmt: skip
+            rows[f"base--{loop}"] = {
+                **rows["base"],
+                "minibatch_gradients": 0,
+                "full_batch_passes": 0,
+                "measure_passes": 0.0,
+                "measure/train": 0.0,
+                "replay_passes": 0,
+            }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -93,7 +99,9 @@ def print_plan(config_path: str, schema_path: str) -> pd.DataFrame:
     print(shown.to_string())
     total_train, total_measure = table["train_passes"].sum(), table["measure_passes"].sum()
     replay, disk = table["replay_passes"].sum(), table["checkpoint_gb"].sum()
-    print(f"all runs: train {total_train} passes, measure {total_measure:.0f} "
-          f"({total_measure / total_train:.3f} of training), replay {replay}, "
-          f"checkpoints {disk:.3g} GB")
+    print(
+        f"all runs: train {total_train} passes, measure {total_measure:.0f} "
+        f"({total_measure / total_train:.3f} of training), replay {replay}, "
+        f"checkpoints {disk:.3g} GB"
+    )
     return table

@@ -23,7 +23,10 @@ def _compute_options(stage: argparse.ArgumentParser, precision: str | None = Non
 def _trust_option(stage: argparse.ArgumentParser) -> None:
     """A stage that rebuilds the model a trajectory's config names."""
     stage.add_argument(
-        "--trust", action="append", default=[], metavar="MODULE:FUNCTION",
+        "--trust",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
         help="a factory the trajectory's config names that this command may import (repeatable;"
         " a trajectory naming any other is refused, nothing imported)",
     )
@@ -32,7 +35,8 @@ def _trust_option(stage: argparse.ArgumentParser) -> None:
 def _other_final_option(stage: argparse.ArgumentParser) -> None:
     """A stage that measures gradients: the control gamma_other's final point."""
     stage.add_argument(
-        "--other-final", metavar="TRAJECTORY",
+        "--other-final",
+        metavar="TRAJECTORY",
         help="the trajectory of the run differing only in its seed: gamma_other against its "
         "final point (default: none, gamma_other NaN)",
     )
@@ -93,18 +97,25 @@ def parser() -> argparse.ArgumentParser:
         help="the optimizer's own step direction, replayed from its stored state",
     )
     measure.add_argument(
-        "--full-batch-every", type=int, default=1,
+        "--full-batch-every",
+        type=int,
+        default=1,
         help="the full batch at every N-th measured checkpoint (and the first and last)",
     )
     measure.add_argument(
-        "--fixed-batches", type=int, default=0,
+        "--fixed-batches",
+        type=int,
+        default=0,
         help="minibatches drawn once per run and measured at every checkpoint (source fixed)",
     )
     measure.add_argument(
         "--full-batch-chunk", type=int, default=4096, help="examples per chunk of the full pass"
     )
     measure.add_argument(
-        "--checkpoints", type=int, nargs=2, metavar=("FIRST", "LAST"),
+        "--checkpoints",
+        type=int,
+        nargs=2,
+        metavar=("FIRST", "LAST"),
         help="measure only measured checkpoints FIRST to LAST (one job of several)",
     )
     _compute_options(measure, "of the measured gradients (fp32: strict, no TF32)")
@@ -112,10 +123,15 @@ def parser() -> argparse.ArgumentParser:
     _other_final_option(measure)
     measure.set_defaults(func=commands.cmd_measure)
 
-    _job_plan(stages, "measure-jobs",
-              "the measured checkpoints of a trajectory, cut into measure jobs",
-              "--job-checkpoints", "at most this many checkpoints a job", "jobs.json",
-              commands.cmd_measure_jobs)  # fmt: skip
+    _job_plan(
+        stages,
+        "measure-jobs",
+        "the measured checkpoints of a trajectory, cut into measure jobs",
+        "--job-checkpoints",
+        "at most this many checkpoints a job",
+        "jobs.json",
+        commands.cmd_measure_jobs,
+    )
 
     gather_geometry = stages.add_parser(
         "gather-geometry", help="one geometry table of every measure job's"
@@ -131,14 +147,21 @@ def parser() -> argparse.ArgumentParser:
         "configs", nargs="+", help="workflow configs (YAML), such as the presets configs/*.yaml"
     )
     plan.add_argument(
-        "--schema", default="workflow/schemas/config.schema.yaml",
+        "--schema",
+        default="workflow/schemas/config.schema.yaml",
         help="the config schema (default: as seen from the workflow's directory)",
     )
     plan.set_defaults(func=commands.cmd_plan)
 
-    _job_plan(stages, "segments", "dense mode: the segments of a trajectory, cut into replay jobs",
-              "--job-steps", "the least training steps a replay job holds", "segments.json",
-              commands.cmd_segments)  # fmt: skip
+    _job_plan(
+        stages,
+        "segments",
+        "dense mode: the segments of a trajectory, cut into replay jobs",
+        "--job-steps",
+        "the least training steps a replay job holds",
+        "segments.json",
+        commands.cmd_segments,
+    )
 
     replay = stages.add_parser(
         "replay", help="dense mode: per-step geometry of consecutive segments between checkpoints"
@@ -224,9 +247,11 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--geometry", nargs="+", required=True, help="every run's geometry.parquet")
     claims.add_argument("--schedules", nargs="*", default=[], help="every run's schedule.json")
     claims.add_argument(
-        "--interpolation", nargs="*", default=[],
+        "--interpolation",
+        nargs="*",
+        default=[],
         help="every run's interpolation.parquet, where that analysis is on",
-    )  # fmt: skip
+    )
     claims.add_argument("--csv", required=True, help="claims.csv to write")
     claims.add_argument("--html", required=True, help="claims.html to write")
     claims.set_defaults(func=commands.cmd_claims)
@@ -248,7 +273,9 @@ def _analysis(stages, name: str, help: str, out: str) -> argparse.ArgumentParser
 
 def _examples_option(stage: argparse.ArgumentParser, what: str, default: int = 512) -> None:
     stage.add_argument(
-        "--examples", type=int, default=default,
+        "--examples",
+        type=int,
+        default=default,
         help=f"training examples of the {what}, drawn once per run (all where the task has fewer)",
     )
 
@@ -256,7 +283,9 @@ def _examples_option(stage: argparse.ArgumentParser, what: str, default: int = 5
 def analyses(stages) -> None:
     """The analyses along the path (analyses/, config `analyses`)."""
     interpolation = _analysis(
-        stages, "interpolation", "the loss on the straight segment from each checkpoint to w*",
+        stages,
+        "interpolation",
+        "the loss on the straight segment from each checkpoint to w*",
         "interpolation.parquet",
     )
     interpolation.add_argument(
@@ -265,7 +294,9 @@ def analyses(stages) -> None:
     _examples_option(interpolation, "evaluation set", 128)
 
     sharpness = _analysis(
-        stages, "sharpness", "the top Hessian eigenvalue at each checkpoint, beside 2 / lr",
+        stages,
+        "sharpness",
+        "the top Hessian eigenvalue at each checkpoint, beside 2 / lr",
         "sharpness.parquet",
     )
     _examples_option(sharpness, "chunk whose loss' Hessian is taken")
@@ -273,23 +304,30 @@ def analyses(stages) -> None:
         "--iterations", type=int, default=20, help="at most this many Lanczos iterations"
     )
     sharpness.add_argument(
-        "--tolerance", type=float, default=1e-4,
+        "--tolerance",
+        type=float,
+        default=1e-4,
         help="stop once the Ritz residual is below tolerance * lambda_max",
     )
 
     plane = _analysis(
-        stages, "plane", "the checkpoints on their top two principal directions, the loss there",
+        stages,
+        "plane",
+        "the checkpoints on their top two principal directions, the loss there",
         "plane.parquet",
     )
     plane.add_argument("--grid", type=int, default=21, help="points per side of the loss grid")
     _examples_option(plane, "evaluation set")
     plane.add_argument(
-        "--margin", type=float, default=0.25,
+        "--margin",
+        type=float,
+        default=0.25,
         help="the grid spans the projections and this fraction of their range on each side",
     )
 
     orthogonal = _analysis(
-        stages, "orthogonal",
+        stages,
+        "orthogonal",
         "replayed steps: cosines of the gradients' parts orthogonal to w - w*, k steps apart",
         "orthogonal.parquet",
     )

@@ -64,8 +64,10 @@ def module_file(factory: str) -> Path | None:
     parts = FACTORY.match(factory).group(1).split(".")
     roots = [Path.cwd(), *(Path(p) for p in os.environ.get("PYTHONPATH", "").split(":") if p)]
     for root in roots:
-        for candidate in (root.joinpath(*parts).with_suffix(".py"),
-                          root.joinpath(*parts, "__init__.py")):  # fmt: skip
+        for candidate in (
+            root.joinpath(*parts).with_suffix(".py"),
+            root.joinpath(*parts, "__init__.py"),
+        ):
             if candidate.is_file():
                 return candidate
     return None

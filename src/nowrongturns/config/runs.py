@@ -37,8 +37,10 @@ def expand_runs(config: dict) -> dict[str, dict]:
 def seed_siblings(runs: dict[str, dict]) -> dict[str, str]:
     """Run name -> the first other run (in `runs`' order) that differs from it in its seed alone,
     for the runs that have one: whose final point is the control w*' of `gamma_other`."""
-    without_seed = {name: {key: value for key, value in run.items() if key != "seed"}
-                    for name, run in runs.items()}  # fmt: skip
+    without_seed = {
+        name: {key: value for key, value in run.items() if key != "seed"}
+        for name, run in runs.items()
+    }
     siblings = {}
     for name, settings in without_seed.items():
         same = [other for other in runs if other != name and without_seed[other] == settings]

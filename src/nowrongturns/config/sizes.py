@@ -79,14 +79,20 @@ def task_facts(run: dict) -> TaskFacts:
     task = run["task"]
     if task in EMBEDDED_EXAMPLES:
         side = 8 if task == "digits" else 28
-        return TaskFacts("classification", 10, (1, side, side),
-                         _split_train(EMBEDDED_EXAMPLES[task]), exact=True)  # fmt: skip
+        return TaskFacts(
+            "classification", 10, (1, side, side), _split_train(EMBEDDED_EXAMPLES[task]), exact=True
+        )
     if task == "mnist5k-seg":
         return TaskFacts("segmentation", 11, (1, 28, 28), _split_train(5000), exact=True)
     if task == "pydoc":
         windows = len(pydoc_corpus()) // (run["context"] + 1)
-        return TaskFacts("language", _pydoc_vocabulary_size(), (run["context"],),
-                         _split_train(windows), exact=True)  # fmt: skip
+        return TaskFacts(
+            "language",
+            _pydoc_vocabulary_size(),
+            (run["context"],),
+            _split_train(windows),
+            exact=True,
+        )
     if task == "quadratic":
         train = QUADRATIC_EXAMPLES["train"] * run["width"]
         return TaskFacts("regression", 1, (run["width"],), train, exact=True)
@@ -116,8 +122,9 @@ class Counts:
     buffers: int = 0  # buffer values (BatchNorm's running mean and variance, its batch count)
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.params + other.params, self.tensors + other.tensors,
-                      self.buffers + other.buffers)  # fmt: skip
+        return Counts(
+            self.params + other.params, self.tensors + other.tensors, self.buffers + other.buffers
+        )
 
 
 def _total(parts) -> Counts:
@@ -164,8 +171,12 @@ def _cifar_resnet(shape, classes, run) -> Counts:
     for stage in range(3):
         out = width * 2**stage
         for _ in range(run["depth"]):
-            parts += [_conv(channels, out, 3, bias=False), _batchnorm(out),
-                      _conv(out, out, 3, bias=False), _batchnorm(out)]  # fmt: skip
+            parts += [
+                _conv(channels, out, 3, bias=False),
+                _batchnorm(out),
+                _conv(out, out, 3, bias=False),
+                _batchnorm(out),
+            ]
             channels = out
     return _total(parts) + _linear(channels, classes)
 
@@ -183,16 +194,26 @@ def _wide_resnet(layers: tuple[int, ...], bottleneck: bool):
             planes, stride = int(64 * 2**stage * multiplier), 1 if stage == 0 else 2
             for index in range(blocks):
                 if index == 0 and (stride != 1 or inplanes != planes * expansion):
-                    parts += [_conv(inplanes, planes * expansion, 1, bias=False),
-                              _batchnorm(planes * expansion)]  # fmt: skip
+                    parts += [
+                        _conv(inplanes, planes * expansion, 1, bias=False),
+                        _batchnorm(planes * expansion),
+                    ]
                 if bottleneck:
-                    parts += [_conv(inplanes, planes, 1, bias=False), _batchnorm(planes),
-                              _conv(planes, planes, 3, bias=False), _batchnorm(planes),
-                              _conv(planes, planes * 4, 1, bias=False),
-                              _batchnorm(planes * 4)]  # fmt: skip
+                    parts += [
+                        _conv(inplanes, planes, 1, bias=False),
+                        _batchnorm(planes),
+                        _conv(planes, planes, 3, bias=False),
+                        _batchnorm(planes),
+                        _conv(planes, planes * 4, 1, bias=False),
+                        _batchnorm(planes * 4),
+                    ]
                 else:
-                    parts += [_conv(inplanes, planes, 3, bias=False), _batchnorm(planes),
-                              _conv(planes, planes, 3, bias=False), _batchnorm(planes)]  # fmt: skip
+                    parts += [
+                        _conv(inplanes, planes, 3, bias=False),
+                        _batchnorm(planes),
+                        _conv(planes, planes, 3, bias=False),
+                        _batchnorm(planes),
+                    ]
                 inplanes = planes * expansion
         return _total(parts) + _linear(inplanes, classes)
 
@@ -212,11 +233,15 @@ def _transformer(shape, vocabulary, run) -> Counts:
 def _unet(shape, classes, run) -> Counts:
     width, depth = run["width"], run["depth"]
     channels = [width * 2**level for level in range(depth + 1)]
-    down = [_conv_bn_relu_twice(fan_in, fan_out)
-            for fan_in, fan_out in zip([shape[0]] + channels[:-2], channels[:-1])]  # fmt: skip
-    up = [_conv(channels[level + 1], channels[level], 2)
-          + _conv_bn_relu_twice(2 * channels[level], channels[level])
-          for level in range(depth)]  # fmt: skip
+    down = [
+        _conv_bn_relu_twice(fan_in, fan_out)
+        for fan_in, fan_out in zip([shape[0]] + channels[:-2], channels[:-1])
+    ]
+    up = [
+        _conv(channels[level + 1], channels[level], 2)
+        + _conv_bn_relu_twice(2 * channels[level], channels[level])
+        for level in range(depth)
+    ]
     bottom = _conv_bn_relu_twice(channels[-2], channels[-1])
     return _total(down) + bottom + _total(up) + _conv(width, classes, 1)
 
@@ -224,10 +249,14 @@ def _unet(shape, classes, run) -> Counts:
 def _segnet(shape, classes, run) -> Counts:
     width, depth = run["width"], run["depth"]
     channels = [width * 2**stage for stage in range(depth)]
-    encoder = [_conv_bn_relu_twice(fan_in, fan_out)
-               for fan_in, fan_out in zip([shape[0]] + channels[:-1], channels)]  # fmt: skip
-    decoder = [_conv_bn_relu_twice(fan_in, fan_out)
-               for fan_in, fan_out in zip(channels, [width] + channels[:-1])]  # fmt: skip
+    encoder = [
+        _conv_bn_relu_twice(fan_in, fan_out)
+        for fan_in, fan_out in zip([shape[0]] + channels[:-1], channels)
+    ]
+    decoder = [
+        _conv_bn_relu_twice(fan_in, fan_out)
+        for fan_in, fan_out in zip(channels, [width] + channels[:-1])
+    ]
     return _total(encoder) + _total(decoder) + _conv(width, classes, 1)
 
 
@@ -282,8 +311,7 @@ def state_sizes(run: dict, facts: TaskFacts) -> tuple[int, int, int]:
     count per parameter tensor). A torch.optim optimizer's layout is discovered only by running
     it (optim/state.py): counted at its bound, TORCH_OPTIMIZER_BOUND."""
     counts = MODELS[run["model"]][1](facts.input_shape, facts.num_classes, run)
-    optimizer = {"sgd": 0, "momentum": counts.params,
-                 "adam": 2 * counts.params + counts.tensors}  # fmt: skip
+    optimizer = {"sgd": 0, "momentum": counts.params, "adam": 2 * counts.params + counts.tensors}
     optimizer["adamw"] = optimizer["adam"]
     params_each, values_each = TORCH_OPTIMIZER_BOUND
     bound = params_each * counts.params + values_each * counts.tensors

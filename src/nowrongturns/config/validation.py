@@ -137,8 +137,9 @@ def _code_problems(run: dict) -> list[tuple[str, str]]:
         problems.append(("optimizer_options", why))
     problems += [
         ("optimizer_options", f"{key}: set the run key `{key}` instead")
-        for key in ("lr", "weight_decay") if key in options
-    ]  # fmt: skip
+        for key in ("lr", "weight_decay")
+        if key in options
+    ]
     return problems
 
 
@@ -187,8 +188,10 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
         problems.append(("heads", why))
     side = min(facts.input_shape[1:], default=0)
     if model in ("unet", "segnet") and side < 2 ** run["depth"]:
-        why = (f"{model} of depth {run['depth']} halves the {side}-pixel inputs of task {task} "
-               f"below one pixel (depth <= {int(math.log2(side))})")  # fmt: skip
+        why = (
+            f"{model} of depth {run['depth']} halves the {side}-pixel inputs of task {task} "
+            f"below one pixel (depth <= {int(math.log2(side))})"
+        )
         problems.append(("depth", why))
     if model in ("resnet18", "resnet50", "resnet152") and int(64 * run["width_multiplier"]) < 1:
         why = f"{run['width_multiplier']} leaves int(64 x it) = 0 channels in the first stage"
@@ -204,15 +207,19 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
     pixels = sizes.smallest_batchnorm_map(run, facts)
     # BatchNorm in train mode needs two values per channel: examples x pixels of its map.
     if pixels and batch // processes * pixels < 2:  # (0 pixels: depth is refused above)
-        why = (f"{batch} in {processes} process(es) gives the BatchNorm of {model}'s "
-               f"{pixels}-pixel map one value per channel; training needs two "
-               f"(batch_size >= {-(-2 // pixels) * processes})")
+        why = (
+            f"{batch} in {processes} process(es) gives the BatchNorm of {model}'s "
+            f"{pixels}-pixel map one value per channel; training needs two "
+            f"(batch_size >= {-(-2 // pixels) * processes})"
+        )
         problems.append(("batch_size", why))
     measure = config["measure"]
     last_chunk = facts.train_examples % measure["full_batch_chunk"]
     if pixels == 1 and measure["full_batch"] and facts.exact and last_chunk == 1:
-        why = (f"{measure['full_batch_chunk']} leaves one example in the last chunk of the "
-               f"full-batch pass, one value per channel for the BatchNorm of {model}'s 1-pixel map")
+        why = (
+            f"{measure['full_batch_chunk']} leaves one example in the last chunk of the "
+            f"full-batch pass, one value per channel for the BatchNorm of {model}'s 1-pixel map"
+        )
         problems.append(("measure.full_batch_chunk", why))
     if problems:
         return problems
@@ -221,10 +228,12 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
     total = planned["checkpoint_bytes"] + planned["step_bytes"]
     if total > max_bytes:
         each = _gigabytes(planned["checkpoint_bytes"] // planned["checkpoints"])
-        why = (f"its trajectory would take about {_gigabytes(total)} GB ({planned['checkpoints']} "
-               f"checkpoints of {each} GB, {planned['steps']} steps), over "
-               f"train.max_checkpoint_gb = {max_bytes / 1e9:g}: checkpoint less often "
-               "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb")
+        why = (
+            f"its trajectory would take about {_gigabytes(total)} GB ({planned['checkpoints']} "
+            f"checkpoints of {each} GB, {planned['steps']} steps), over "
+            f"train.max_checkpoint_gb = {max_bytes / 1e9:g}: checkpoint less often "
+            "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb"
+        )
         problems.append(("", why))
     return problems
 

@@ -56,8 +56,9 @@ class GradientProbe:
         if shuffle is not None:
             targets = targets[shuffle.to(targets.device)]
         self._zero_grad()
-        loss = minibatch_backward(self.model, self.task, inputs, targets, self.shards,
-                                  self.precision)  # fmt: skip
+        loss = minibatch_backward(
+            self.model, self.task, inputs, targets, self.shards, self.precision
+        )
         return loss, self._flat_gradient()
 
     def full_batch(self, chunks) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +114,15 @@ def fixed_batches(seed: int, train_size: int, batch_size: int, count: int) -> li
     return [torch.randperm(train_size, generator=generator)[:batch_size] for _ in range(count)]
 
 
-def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, sources: Sources,
-                        fixed: list[torch.Tensor], full_batch: bool):  # fmt: skip
+def checkpoint_requests(
+    task,
+    step: int,
+    batch: torch.Tensor,
+    seed: int,
+    sources: Sources,
+    fixed: list[torch.Tensor],
+    full_batch: bool,
+):
     """The minibatches measured at one checkpoint, in the order `gradients_at` takes them: the
     train batch as training drew it, `samples` fresh ones with their own augmentation, the fixed
     ones (the same minibatch and augmentation at every checkpoint), the training set in chunks,
@@ -134,8 +142,15 @@ def checkpoint_requests(task, step: int, batch: torch.Tensor, seed: int, sources
             yield Request(indices, draw, tag=("full_batch", len(indices) / size))
 
 
-def gradients_at(probe: GradientProbe, stream, step: int, seed: int, sources: Sources,
-                 full_batch: bool, update_direction=None):  # fmt: skip
+def gradients_at(
+    probe: GradientProbe,
+    stream,
+    step: int,
+    seed: int,
+    sources: Sources,
+    full_batch: bool,
+    update_direction=None,
+):
     """Yield (source, sample, (loss, gradient)) at one checkpoint, one gradient at a time, taking
     its minibatches from `stream` (of `checkpoint_requests`) as it goes.
 

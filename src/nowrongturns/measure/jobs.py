@@ -24,8 +24,10 @@ def measure_jobs(trajectory: str, out: str, job_checkpoints: int) -> None:
         )
     with TrajectoryReader(trajectory) as traj:
         measured = len(traj.checkpoint_steps) - 1
-    jobs = [[first, min(first + job_checkpoints, measured) - 1]
-            for first in range(0, measured, job_checkpoints)]  # fmt: skip
+    jobs = [
+        [first, min(first + job_checkpoints, measured) - 1]
+        for first in range(0, measured, job_checkpoints)
+    ]
     with written(out) as tmp:
         tmp.write_text(json.dumps({"measured_checkpoints": measured, "jobs": jobs}))
 

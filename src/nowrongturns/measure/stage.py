@@ -104,14 +104,16 @@ def measure(
         total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
         steps = traj.checkpoint_steps[measured.start : measured.stop]
         train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
-        fixed = fixed_batches(run["seed"], task.train_size, run["batch_size"],
-                              sources.fixed_batches)  # fmt: skip
+        fixed = fixed_batches(
+            run["seed"], task.train_size, run["batch_size"], sources.fixed_batches
+        )
         full = {index: sources.full_batch_at(index, total) for index in measured}
         requests = (
             request
             for index, step, batch in zip(measured, steps.tolist(), train_batches)
-            for request in checkpoint_requests(task, step, batch, run["seed"], sources, fixed,
-                                               full[index])  # fmt: skip
+            for request in checkpoint_requests(
+                task, step, batch, run["seed"], sources, fixed, full[index]
+            )
         )
         stream = batches(task, requests, data_workers)
         pending = reader.submit(read, measured.start) if len(measured) else None

@@ -43,8 +43,18 @@ COLUMNS = [
 
 # What accumulates on the device per gradient: squares of norms, and dot products. The first four
 # are the checkpoint's (checkpoint_stats), the others the gradient's (gradient_stats).
-ACCUMULATED = ["loss", "dist", "weight_norm", "other_dist", "grad_norm", "dot", "grad_norm_wd",
-               "dot_wd", "dot_origin", "dot_other"]  # fmt: skip
+ACCUMULATED = [
+    "loss",
+    "dist",
+    "weight_norm",
+    "other_dist",
+    "grad_norm",
+    "dot",
+    "grad_norm_wd",
+    "dot_wd",
+    "dot_origin",
+    "dot_other",
+]
 
 
 def checkpoint_stats(weights64, to_final64, to_other64) -> torch.Tensor:

@@ -64,8 +64,9 @@ def build_model(run: dict, task) -> nn.Module:
         if name.startswith(factories.TIMM_PREFIX):
             model = factories.timm_model(name, tuple(task.input_shape), task.num_classes)
         else:
-            model = factories.call("model", name, nn.Module, tuple(task.input_shape),
-                                   task.num_classes, run)  # fmt: skip
+            model = factories.call(
+                "model", name, nn.Module, tuple(task.input_shape), task.num_classes, run
+            )
         check_output(model, task, name)
         return model
     if name not in MODELS:

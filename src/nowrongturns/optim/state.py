@@ -48,8 +48,7 @@ def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 def _builtin_slots(optimizer, name: str) -> list[Slot]:
     return [
-        Slot(param, key, tuple(param.shape) if size == "param" else (), param.dtype,
-             key != "step")  # fmt: skip
+        Slot(param, key, tuple(param.shape) if size == "param" else (), param.dtype, key != "step")
         for key, size in BUILTIN_LAYOUT[name]
         for param in _params(optimizer)
     ]
@@ -64,8 +63,9 @@ def _discovered_state(optimizer: torch.optim.Optimizer) -> list[tuple[torch.devi
     for device in ("meta", None):  # None: each parameter's own device
         shadows, groups = [], []
         for group in optimizer.param_groups:
-            copies = [torch.nn.Parameter(torch.zeros_like(p, device=device))
-                      for p in group["params"]]  # fmt: skip
+            copies = [
+                torch.nn.Parameter(torch.zeros_like(p, device=device)) for p in group["params"]
+            ]
             for copy in copies:
                 copy.grad = torch.zeros_like(copy)
             shadows += copies
@@ -105,9 +105,10 @@ def slots(optimizer: torch.optim.Optimizer, name: str) -> tuple[Slot, ...]:
     cache = optimizer.__dict__.setdefault("_nwt_state_slots", {})
     if name not in cache:
         cache[name] = tuple(
-            _builtin_slots(optimizer, name) if name in BUILTIN_LAYOUT
+            _builtin_slots(optimizer, name)
+            if name in BUILTIN_LAYOUT
             else _discovered_slots(optimizer)
-        )  # fmt: skip
+        )
     return cache[name]
 
 

@@ -55,10 +55,17 @@ from nowrongturns.trajectory.state import flat_parameters, load_flat, set_rng_st
 TOLERANCE = 1e-5
 
 
-def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: str,
-                    device: str = "auto", data_workers: int = 0,
-                    trusted: Iterable[str] = (),
-                    other_final: str | None = None) -> pd.DataFrame:  # fmt: skip
+def replay_segments(
+    trajectory: str,
+    first: int,
+    last: int,
+    out: str,
+    run_name: str,
+    device: str = "auto",
+    data_workers: int = 0,
+    trusted: Iterable[str] = (),
+    other_final: str | None = None,
+) -> pd.DataFrame:
     """Per-step geometry of the training gradients of segments `first` to `last` (inclusive),
     replayed from checkpoint `first`; every segment's end is checked against its checkpoint.
     The steps are training's: its precision, and a DDP run's shards one after the other.
@@ -98,8 +105,11 @@ def replay_segments(trajectory: str, first: int, last: int, out: str, run_name: 
         param_count,
     )
     _check_losses(trajectory, table["loss"].to_numpy(), losses[steps], exact)
-    print(f"{trajectory}: segments {first} to {last} replayed, largest relative error of a "
-          f"segment's end {max(end_errors):.3g}", file=sys.stderr)  # fmt: skip
+    print(
+        f"{trajectory}: segments {first} to {last} replayed, largest relative error of a "
+        f"segment's end {max(end_errors):.3g}",
+        file=sys.stderr,
+    )
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     table.attrs["end_errors"] = end_errors  # for the GPU check; not in the file
@@ -112,8 +122,15 @@ class Replay:
     run's shards one after the other. `steps()` yields each step's gradient before the step is
     taken; each segment's end is checked against its checkpoint (`end_errors`)."""
 
-    def __init__(self, traj: TrajectoryReader, first: int, last: int, device: torch.device,
-                 data_workers: int = 0, trusted: Iterable[str] = ()):  # fmt: skip
+    def __init__(
+        self,
+        traj: TrajectoryReader,
+        first: int,
+        last: int,
+        device: torch.device,
+        data_workers: int = 0,
+        trusted: Iterable[str] = (),
+    ):
         segment_count = len(traj.checkpoint_steps) - 1
         if not 0 <= first <= last < segment_count:
             raise ValueError(
@@ -144,13 +161,15 @@ class Replay:
         traj, run, model, optimizer = self.traj, self.traj.config, self.model, self.optimizer
         lrs = traj.steps("lr")
         batches_of_steps = torch.from_numpy(traj.batch_indices(slice(self.start, self.end)))
-        requests = step_requests(zip(range(self.start, self.end), batches_of_steps),
-                                 run["batch_size"])  # fmt: skip
+        requests = step_requests(
+            zip(range(self.start, self.end), batches_of_steps), run["batch_size"]
+        )
         for (step, _), inputs, targets in batches(self.task, requests, self.data_workers):
             set_lr(optimizer, lrs[step])
             optimizer.zero_grad()
-            loss = minibatch_backward(model, self.task, inputs, targets, self.shards,
-                                      self.precision)  # fmt: skip
+            loss = minibatch_backward(
+                model, self.task, inputs, targets, self.shards, self.precision
+            )
             yield step, loss, torch.cat([p.grad.reshape(-1) for p in self.params])
             clip_gradients(self.params, run["clip_grad_norm"])
             optimizer.step()

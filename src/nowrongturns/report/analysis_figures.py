@@ -42,11 +42,21 @@ def interpolation_figure(table: pd.DataFrame, run: str) -> plt.Figure:
         ax.plot(rows["alpha"], rows["loss"], color=colour(rows["progress"].iloc[0]), lw=0.9)
     summary = monotone_summary(table)
     share = format_share(summary["monotone"])
-    note = (f"monotone on {share} of {summary['checkpoints']} segments\n"
-            f"largest rise {summary['largest_bump']:.3g} "
-            f"(step {summary['largest_bump_step']})")  # fmt: skip
-    ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize="small",
-            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
+    note = (
+        f"monotone on {share} of {summary['checkpoints']} segments\n"
+        f"largest rise {summary['largest_bump']:.3g} "
+        f"(step {summary['largest_bump_step']})"
+    )
+    ax.text(
+        0.98,
+        0.97,
+        note,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize="small",
+        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
+    )
     ax.set_yscale("log" if (table["loss"] > 0).all() else "linear")
     ax.set_xlabel(r"$\alpha$: $w_t + \alpha\,(w^* - w_t)$")
     ax.set_ylabel("loss on the evaluation set (train mode)")
@@ -56,10 +66,21 @@ def interpolation_figure(table: pd.DataFrame, run: str) -> plt.Figure:
 def sharpness_figure(table: pd.DataFrame, run: str) -> plt.Figure:
     """lambda_max at each checkpoint beside 2 / lr, against progress, log scale."""
     fig, ax = single_panel(f"{run}: sharpness along the path")
-    ax.plot(table["progress"], table["lambda_max"], "o-", ms=3, color="C0",
-            label=r"$\lambda_{\max}$ of the Hessian (Lanczos)")  # fmt: skip
-    ax.plot(table["progress"], table["two_over_lr"], ls="--", color="k",
-            label=r"$2/\eta_t$ (stability edge of gradient descent)")  # fmt: skip
+    ax.plot(
+        table["progress"],
+        table["lambda_max"],
+        "o-",
+        ms=3,
+        color="C0",
+        label=r"$\lambda_{\max}$ of the Hessian (Lanczos)",
+    )
+    ax.plot(
+        table["progress"],
+        table["two_over_lr"],
+        ls="--",
+        color="k",
+        label=r"$2/\eta_t$ (stability edge of gradient descent)",
+    )
     if (table["lambda_max"] > 0).all():
         ax.set_yscale("log")
     else:
@@ -75,19 +96,30 @@ def plane_figure(table: pd.DataFrame, run: str) -> plt.Figure:
     explained = table.attrs.get("explained_variance", [np.nan, np.nan])
     fig, ax = single_panel(
         f"{run}: loss on the trajectory plane\n(directions hold {explained[0]:.1%} and "
-        f"{explained[1]:.1%} of $\\Sigma\\,\\|w_t - w^*\\|^2$)", size=(6.5, 5.4)
+        f"{explained[1]:.1%} of $\\Sigma\\,\\|w_t - w^*\\|^2$)",
+        size=(6.5, 5.4),
     )
     grid = table[table["kind"] == "grid"].pivot(index="y", columns="x", values="loss")
     positive = (grid.to_numpy() > 0).all()
     levels = np.geomspace(grid.min().min(), grid.max().max(), 25) if positive else 25
     norm = plt.matplotlib.colors.LogNorm() if positive else None
-    contour = ax.contourf(grid.columns, grid.index, grid.to_numpy(), levels=levels, norm=norm,
-                          cmap="Greys")  # fmt: skip
+    contour = ax.contourf(
+        grid.columns, grid.index, grid.to_numpy(), levels=levels, norm=norm, cmap="Greys"
+    )
     fig.colorbar(contour, ax=ax, label="loss on the evaluation set", format="%.3g")
     checkpoints = table[table["kind"] == "checkpoint"].sort_values("step")
     ax.plot(checkpoints["x"], checkpoints["y"], color="C3", lw=1, zorder=2)
-    ax.scatter(checkpoints["x"], checkpoints["y"], c=checkpoints["progress"], cmap=PATH_COLOURS,
-               vmin=0, vmax=1, s=14, zorder=3, label=r"checkpoints $w_t$ (by $t/T$)")  # fmt: skip
+    ax.scatter(
+        checkpoints["x"],
+        checkpoints["y"],
+        c=checkpoints["progress"],
+        cmap=PATH_COLOURS,
+        vmin=0,
+        vmax=1,
+        s=14,
+        zorder=3,
+        label=r"checkpoints $w_t$ (by $t/T$)",
+    )
     ax.scatter([0], [0], marker="*", s=120, color="C1", zorder=4, label=r"$w^* = w_T$")
     ax.set_xlabel("first principal direction (distance in weight space)")
     ax.set_ylabel("second principal direction")
@@ -105,8 +137,9 @@ def orthogonal_figure(table: pd.DataFrame, run: str) -> plt.Figure:
     shown = steps[np.linspace(0, len(steps) - 1, min(len(steps), 60)).round().astype(int)]
     for step in shown:
         rows = table[table["step"] == step]
-        ax.plot(rows["k"], rows["cosine"], color=colour(rows["progress"].iloc[0]), lw=0.7,
-                alpha=0.5)  # fmt: skip
+        ax.plot(
+            rows["k"], rows["cosine"], color=colour(rows["progress"].iloc[0]), lw=0.7, alpha=0.5
+        )
     median = table.groupby("k")["cosine"].median()
     ax.plot(median.index, median, "o-", color="C3", lw=2, label="median over all steps $t$")
     ax.axhline(0, color="k", lw=0.8)

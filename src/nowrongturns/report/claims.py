@@ -44,8 +44,11 @@ FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
 SETTINGS = ("task", "model", "optimizer", "batch_size", "lr", "seed")
 # Claims column -> monotone_summary key, where the interpolation analysis is on.
-STRAIGHT_PATH = {"monotone_share": "monotone", "largest_bump": "largest_bump",
-                 "largest_bump_relative": "largest_bump_relative"}  # fmt: skip
+STRAIGHT_PATH = {
+    "monotone_share": "monotone",
+    "largest_bump": "largest_bump",
+    "largest_bump_relative": "largest_bump_relative",
+}
 
 
 def check_tables(tables: dict[str, pd.DataFrame], runs, kind: str = "geometry") -> None:
@@ -169,8 +172,10 @@ def _straight_path(table: pd.DataFrame) -> str:
         f"{row.largest_bump_relative:.1%} of its segment's starting loss)"
         for run, row in bumpy.iterrows()
     )
-    return (f"monotone at every measured checkpoint in {len(table) - len(bumpy)} of {len(table)} "
-            f"runs" + (others if len(bumpy) else "") + ".")  # fmt: skip
+    return (
+        f"monotone at every measured checkpoint in {len(table) - len(bumpy)} of {len(table)} "
+        f"runs" + (others if len(bumpy) else "") + "."
+    )
 
 
 def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -230,12 +235,14 @@ def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
         ),
     ]
     if "monotone_share" in table:
-        rows.append((
-            "Beyond the paper, no wrong turns in the most literal sense (Goodfellow et al. 2015; "
-            "Lucas et al. 2021): the loss falls monotonically along the straight segment from "
-            "each checkpoint to w*.",
-            _straight_path(table),
-        ))  # fmt: skip
+        rows.append(
+            (
+                "Beyond the paper, no wrong turns in the most literal sense "
+                "(Goodfellow et al. 2015; Lucas et al. 2021): the loss falls monotonically along "
+                "the straight segment from each checkpoint to w*.",
+                _straight_path(table),
+            )
+        )
     return pd.DataFrame(rows, columns=["the paper (in our words)", "our runs"])
 
 

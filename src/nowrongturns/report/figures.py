@@ -57,8 +57,14 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
         fixed = sources.get("fixed", geometry.iloc[:0])
         for number, rows in fixed.groupby("sample"):
             style = SOURCE_STYLE["fixed"]
-            ax.plot(rows["progress"], rows[column], lw=0.7, alpha=0.6, color=style["color"],
-                    label=style["label"] if number == 0 else None)  # fmt: skip
+            ax.plot(
+                rows["progress"],
+                rows[column],
+                lw=0.7,
+                alpha=0.6,
+                color=style["color"],
+                label=style["label"] if number == 0 else None,
+            )
         # Shuffled-label gradients point away from w* with a large RSI: on the RSI panel they would
         # take its scale; on EB and gamma they compare.
         if "random_labels" in sources and column != "rsi":
@@ -120,19 +126,33 @@ def schedule_figure(schedule: pd.DataFrame, run: str) -> plt.Figure:
     progress = schedule["progress"]
     if "eta_sampled_p10" in schedule and schedule["eta_raw"].equals(schedule["eta_sampled"]):
         band = schedule[["eta_sampled_p10", "eta_sampled_p90"]].where(lambda eta: eta > 0)
-        ax.fill_between(progress, band.iloc[:, 0], band.iloc[:, 1], color="C0", alpha=0.2, lw=0,
-                        label="10–90 % over sampled minibatches")  # fmt: skip
+        ax.fill_between(
+            progress,
+            band.iloc[:, 0],
+            band.iloc[:, 1],
+            color="C0",
+            alpha=0.2,
+            lw=0,
+            label="10–90 % over sampled minibatches",
+        )
     positive = schedule[schedule["eta_raw"] > 0]
-    ax.scatter(positive["progress"], positive["eta_raw"], s=8, color="C0", alpha=0.7,
-               label=r"$\eta^*_t$ = RSI / EB$^2$ (SGD: median; else update)")  # fmt: skip
+    ax.scatter(
+        positive["progress"],
+        positive["eta_raw"],
+        s=8,
+        color="C0",
+        alpha=0.7,
+        label=r"$\eta^*_t$ = RSI / EB$^2$ (SGD: median; else update)",
+    )
     ax.plot(progress, schedule["eta_smooth"], color="C0", lw=2, label=r"$\eta^*_t$ smoothed")
     ax.plot(progress, schedule["eta_fit"], color="C3", lw=1.5, label=r"$\eta^*_t$ fitted")
     ax.plot(progress, schedule["lr_used"], color="k", ls="--", label=r"lr used $\eta_t$")
     ax.set_yscale("log")
     ax.set_xlabel(PROGRESS_LABEL)
     ax.set_ylabel("step size")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
-               fontsize="small")  # fmt: skip
+    fig.legend(
+        *ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small"
+    )
     ax.set_title(f"{run}: locally optimal step size along the path")
     return fig
 
@@ -144,19 +164,34 @@ def bound_figure(bound: pd.DataFrame, schedule: dict, run: str) -> plt.Figure:
     set_style()
     fig, ax = plt.subplots(figsize=(6.5, 4.8), layout="constrained")
     stored = bound[bound["dist"] > 0]
-    ax.plot(bound["progress"], bound["dist_predicted"], color="C0", lw=2,
-            label=r"predicted: $\|w_0-w^*\| \prod_s (1 - 2\eta_s \mathrm{RSI}_s"
-                  r" + \eta_s^2 \mathrm{EB}_s^2)^{1/2}$")  # fmt: skip
-    ax.scatter(stored["progress"], stored["dist"], s=10, color="k", zorder=3,
-               label=r"actual $\|w_t - w^*\|$ (checkpoints)")  # fmt: skip
+    ax.plot(
+        bound["progress"],
+        bound["dist_predicted"],
+        color="C0",
+        lw=2,
+        label=r"predicted: $\|w_0-w^*\| \prod_s (1 - 2\eta_s \mathrm{RSI}_s"
+        r" + \eta_s^2 \mathrm{EB}_s^2)^{1/2}$",
+    )
+    ax.scatter(
+        stored["progress"],
+        stored["dist"],
+        s=10,
+        color="k",
+        zorder=3,
+        label=r"actual $\|w_t - w^*\|$ (checkpoints)",
+    )
     if guarantee["rate"] is not None:
-        promise = (rf"guaranteed at constant step $\mu/L^2$ = {guarantee['step']:.2g}: "
-                   rf"$(1-\mu^2/L^2)^{{t/2}}$, $\mu$ = {guarantee['mu']:.2g}, "
-                   rf"$L$ = {guarantee['L']:.2g}")  # fmt: skip
+        promise = (
+            rf"guaranteed at constant step $\mu/L^2$ = {guarantee['step']:.2g}: "
+            rf"$(1-\mu^2/L^2)^{{t/2}}$, $\mu$ = {guarantee['mu']:.2g}, "
+            rf"$L$ = {guarantee['L']:.2g}"
+        )
         ax.plot(bound["progress"], bound["dist_guaranteed"], color="C3", ls="--", label=promise)
     share = guarantee["rsi_positive_fraction"]
-    note = (f"path but its last {guarantee['ignore_last']:.0%}: "
-            f"RSI > 0 on {format_share(share)} of directions")  # fmt: skip
+    note = (
+        f"path but its last {guarantee['ignore_last']:.0%}: "
+        f"RSI > 0 on {format_share(share)} of directions"
+    )
     if guarantee["rate"] is None:
         note += "\nRSI ≤ 0 somewhere: no linear-rate guarantee"
     ax.text(0.02, 0.03, note, transform=ax.transAxes, va="bottom", fontsize="small")
@@ -171,8 +206,11 @@ def bound_figure(bound: pd.DataFrame, schedule: dict, run: str) -> plt.Figure:
 def closed_loop_figure(curves: pd.DataFrame, run: str) -> plt.Figure:
     """The run and its retrainings: lr, training loss and distance to each one's final point."""
     set_style()
-    panels = {"lr": "learning rate", "train_loss": "training loss",
-              "dist_to_final": r"$\|w_t - w_T\|$"}  # fmt: skip
+    panels = {
+        "lr": "learning rate",
+        "train_loss": "training loss",
+        "dist_to_final": r"$\|w_t - w_T\|$",
+    }
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     for ax, (column, label) in zip(axes, panels.items()):
         positive = curves[curves[column] > 0]  # each run's last point is 0 from its w_T

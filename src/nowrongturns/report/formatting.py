@@ -1,7 +1,7 @@
 """How a share prints to a reader: never rounded to 0 % or 100 % unless it is exactly that.
 
-    >>> format_share(407 / 408), format_share(1.0), format_share(0.99996), format_share(1e-5)
-    ('99.8%', '100%', '99.996%', '0.001%')
+>>> format_share(407 / 408), format_share(1.0), format_share(0.99996), format_share(1e-5)
+('99.8%', '100%', '99.996%', '0.001%')
 """
 
 MAX_DIGITS = 12  # beyond float64's use for a share of countable things

@@ -32,8 +32,11 @@ SOURCE_STYLE = {
 
 # The controls of gamma (DESIGN section 9), drawn on the gamma panel: the sampled median of each.
 CONTROL_STYLE = {
-    "gamma_other": {"color": "C5", "ls": "-.",
-                    "label": r"control: $\cos(G, w - w^{*\prime})$, another seed's $w^*$"},
+    "gamma_other": {
+        "color": "C5",
+        "ls": "-.",
+        "label": r"control: $\cos(G, w - w^{*\prime})$, another seed's $w^*$",
+    },
     "gamma_origin": {"color": "C8", "ls": (0, (1, 1)), "label": r"control: $\cos(G, w)$"},
 }
 

@@ -104,5 +104,3 @@ TASKS = {
     "mnist5k-seg": load_mnist5k_seg,
     "pydoc": load_pydoc,
 }
-
-

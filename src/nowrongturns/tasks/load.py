@@ -24,8 +24,9 @@ def load_task(run: dict) -> Task:
     tasks = {**embedded.TASKS, **synthetic.TASKS, **local_data.TASKS, "vaihingen": vaihingen.load}
     if factories.is_factory(name):
         task = factories.call("task", name, Task, run)
-        task = dataclasses.replace(task, name=task.name or name,
-                                   provenance={"factory": name, **task.provenance})  # fmt: skip
+        task = dataclasses.replace(
+            task, name=task.name or name, provenance={"factory": name, **task.provenance}
+        )
     elif name in tasks:
         task = tasks[name](run)
     else:

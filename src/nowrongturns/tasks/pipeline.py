@@ -55,8 +55,9 @@ def on_disk(task: Task) -> bool:
     return isinstance(task.train, DatasetExamples)
 
 
-def batches(task: Task, requests: Iterable[Request], workers: int = 0,
-            prefetch: int = 2) -> Iterator[tuple[object, torch.Tensor, torch.Tensor]]:  # fmt: skip
+def batches(
+    task: Task, requests: Iterable[Request], workers: int = 0, prefetch: int = 2
+) -> Iterator[tuple[object, torch.Tensor, torch.Tensor]]:
     """(tag, inputs, targets) of every request, in order, on the task's device."""
     if not on_disk(task):
         for request in requests:

@@ -1,7 +1,7 @@
 """Synthetic tasks whose answer is known, the contrasting examples beside the real networks.
 
-    quadratic: least squares whose loss is f(w) = 1/2 (w - c)^T A (w - c), A of known spectrum
-    rosenbrock: Rosenbrock's valley as the loss of a 2-D point, where SGD takes wrong turns
+quadratic: least squares whose loss is f(w) = 1/2 (w - c)^T A (w - c), A of known spectrum
+rosenbrock: Rosenbrock's valley as the loss of a 2-D point, where SGD takes wrong turns
 """
 
 from __future__ import annotations

@@ -96,8 +96,13 @@ class DatasetExamples:
     random-crop, to uint8 pixels either way. `transform` (normalization) runs on the batch on its
     device, after the move (Task.batch): loader workers hand over a quarter of float32's bytes."""
 
-    def __init__(self, dataset, plain=_identity, to_tensor=torch.as_tensor,
-                 transform: ImageStandardizer | None = None):  # fmt: skip
+    def __init__(
+        self,
+        dataset,
+        plain=_identity,
+        to_tensor=torch.as_tensor,
+        transform: ImageStandardizer | None = None,
+    ):
         self.dataset, self.plain, self.to_tensor = dataset, plain, to_tensor
         self.transform = transform
 
@@ -161,8 +166,13 @@ class Task:
         uniforms = counter_uniforms(key, np.asarray(positions), self.augmentation.draws)
         return examples.get(indices, self.augmentation, uniforms)
 
-    def finish(self, inputs: torch.Tensor, targets: torch.Tensor, split: str = "train",
-               non_blocking: bool = False):  # fmt: skip
+    def finish(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        split: str = "train",
+        non_blocking: bool = False,
+    ):
         """A stored batch moved to the task's device and standardized there."""
         examples = self.train if split == "train" else self.validation
         inputs = inputs.to(self.device, non_blocking=non_blocking)
@@ -188,9 +198,18 @@ class Task:
         return F.cross_entropy(logits.reshape(-1, self.num_classes), targets.reshape(-1))
 
     @classmethod
-    def from_arrays(cls, kind: str, inputs, targets, num_classes: int, *, validation=None,
-                    name: str = "", transform: ImageStandardizer | None = None,
-                    provenance: dict | None = None) -> Task:  # fmt: skip
+    def from_arrays(
+        cls,
+        kind: str,
+        inputs,
+        targets,
+        num_classes: int,
+        *,
+        validation=None,
+        name: str = "",
+        transform: ImageStandardizer | None = None,
+        provenance: dict | None = None,
+    ) -> Task:
         """A task over examples held in memory: numpy arrays or tensors, inputs [N, ...]
         (float, or int64 token ids) and targets [N, ...] (integer classes, or floats for
         regression). `validation`: its own (inputs, targets), else a fifth of the examples, the
@@ -206,13 +225,22 @@ class Task:
             inputs, targets = inputs[train_rows], targets[train_rows]
         train = TensorExamples(_as_examples(inputs), _as_examples(targets), transform)
         validation = TensorExamples(*map(_as_examples, validation), transform)
-        return cls._made(name, kind, train, validation, num_classes,
-                         tuple(train.inputs.shape[1:]), provenance)  # fmt: skip
+        return cls._made(
+            name, kind, train, validation, num_classes, tuple(train.inputs.shape[1:]), provenance
+        )
 
     @classmethod
-    def from_datasets(cls, kind: str, train, validation, num_classes: int, *, name: str = "",
-                      transform: ImageStandardizer | None = None,
-                      provenance: dict | None = None) -> Task:  # fmt: skip
+    def from_datasets(
+        cls,
+        kind: str,
+        train,
+        validation,
+        num_classes: int,
+        *,
+        name: str = "",
+        transform: ImageStandardizer | None = None,
+        provenance: dict | None = None,
+    ) -> Task:
         """A task over torch Datasets (data read from disk one example at a time): `dataset[i]`
         is (input, target), arrays or tensors. Batches are built by the input pipeline, in the
         stages' `data_workers` loader processes. `validation` None: a fifth of `train`.
@@ -224,8 +252,10 @@ class Task:
             validation = torch.utils.data.Subset(train, validation_rows.tolist())
             train = torch.utils.data.Subset(train, train_rows.tolist())
         first = torch.as_tensor(train[0][0])
-        examples = [DatasetExamples(dataset, to_tensor=_as_examples, transform=transform)
-                    for dataset in (train, validation)]  # fmt: skip
+        examples = [
+            DatasetExamples(dataset, to_tensor=_as_examples, transform=transform)
+            for dataset in (train, validation)
+        ]
         return cls._made(name, kind, *examples, num_classes, tuple(first.shape), provenance)
 
     @classmethod
@@ -234,8 +264,15 @@ class Task:
             raise ValueError(f"task {name!r}: kind {kind!r} is none of {', '.join(KINDS)}")
         if len(train) == 0 or len(validation) == 0:
             raise ValueError(f"task {name!r}: no training or no validation examples")
-        return cls(name, kind, train, validation, int(num_classes), input_shape,
-                   provenance=dict(provenance or {}))  # fmt: skip
+        return cls(
+            name,
+            kind,
+            train,
+            validation,
+            int(num_classes),
+            input_shape,
+            provenance=dict(provenance or {}),
+        )
 
     def to(self, device: torch.device) -> Task:
         return dataclasses.replace(

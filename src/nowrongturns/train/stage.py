@@ -40,8 +40,14 @@ def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int
     return sorted({*dense, *sparse, total_steps})
 
 
-def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
-          data_workers: int = 0, precision: str = "fp32") -> str:  # fmt: skip
+def train(
+    run: dict,
+    out_path: str,
+    device: str = "auto",
+    run_name: str = "",
+    data_workers: int = 0,
+    precision: str = "fp32",
+) -> str:
     """Train one run and write its trajectory; returns its status (complete or diverged).
     Under torchrun, every process calls it; rank 0 writes."""
     rank, world_size = distributed.world()
@@ -90,8 +96,9 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
     lrs = lr_schedule(run, total_steps)
     recorder = progress = None
     if rank == 0:
-        recorder = Recorder(writer, params, total_steps, batch_size, steps_per_epoch, lrs,
-                            device, start)  # fmt: skip
+        recorder = Recorder(
+            writer, params, total_steps, batch_size, steps_per_epoch, lrs, device, start
+        )
         progress = Progress(f"train {run_name or out_path}", total_steps, "step", batch_size, start)
 
     def save_checkpoint(step: int) -> int | None:
@@ -160,8 +167,9 @@ def train(run: dict, out_path: str, device: str = "auto", run_name: str = "",
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, task, chunk: int = 1024, precision: str = "fp32",
-             workers: int = 0) -> tuple[float, float]:  # fmt: skip
+def evaluate(
+    model: torch.nn.Module, task, chunk: int = 1024, precision: str = "fp32", workers: int = 0
+) -> tuple[float, float]:
     """Validation loss and accuracy (over examples, pixels or tokens; NaN where nothing is
     classified: regression, objective), in eval mode."""
     model.eval()

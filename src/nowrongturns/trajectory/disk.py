@@ -46,11 +46,14 @@ def checkpoint_is_whole(file: h5py.File, index: int) -> bool:
         return False
     chunks = [(dataset, (index, 0)) for dataset, row in rows.items() if row.size and row.ndim]
     step = int(file["checkpoints/step"][index])
-    chunks += [(dataset, (start,) + (0,) * (dataset.ndim - 1))
-               for dataset in datasets(file["steps"])
-               for start in range(0, step, dataset.chunks[0])]  # fmt: skip
-    return all(dataset.id.get_chunk_info_by_coord(at).byte_offset is not None
-               for dataset, at in chunks)  # fmt: skip
+    chunks += [
+        (dataset, (start,) + (0,) * (dataset.ndim - 1))
+        for dataset in datasets(file["steps"])
+        for start in range(0, step, dataset.chunks[0])
+    ]
+    return all(
+        dataset.id.get_chunk_info_by_coord(at).byte_offset is not None for dataset, at in chunks
+    )
 
 
 def datasets(group: h5py.Group):

@@ -142,8 +142,11 @@ class TrajectoryWriter:
             )
             return None
         if checkpoint_count < listed:
-            print(f"{partial}: the last {listed - checkpoint_count} checkpoint(s) are torn "
-                  "(a write that failed half way); cut", file=sys.stderr)  # fmt: skip
+            print(
+                f"{partial}: the last {listed - checkpoint_count} checkpoint(s) are torn "
+                "(a write that failed half way); cut",
+                file=sys.stderr,
+            )
         for dataset in datasets(file["checkpoints"]):
             dataset.resize(checkpoint_count, axis=0)
         last_step = int(file["checkpoints/step"][-1])
@@ -189,12 +192,14 @@ class TrajectoryWriter:
         rows = {f"steps/{name}": steps for name in [*STEP_COLUMNS, "batch_indices"]}
         if checkpoint is not None:
             rows.update({name: 1 for name in self.datasets if name.startswith("checkpoints/")})
-        needed = METADATA_MARGIN + sum(new_chunk_bytes(self.datasets[name], count)
-                                       for name, count in rows.items())  # fmt: skip
+        needed = METADATA_MARGIN + sum(
+            new_chunk_bytes(self.datasets[name], count) for name, count in rows.items()
+        )
         free = shutil.disk_usage(self.file.filename).free
         if free < needed:
-            what = f"{steps} step rows" + (f" and the checkpoint at step {checkpoint}"
-                                           if checkpoint is not None else "")  # fmt: skip
+            what = f"{steps} step rows" + (
+                f" and the checkpoint at step {checkpoint}" if checkpoint is not None else ""
+            )
             raise self._disk_full(f"{what} need {needed} bytes with HDF5's own", free)
 
     def _disk_full(self, what: str, free: int | None = None) -> DiskFullError:
@@ -208,7 +213,8 @@ class TrajectoryWriter:
         again = f"it resumes from {again}" if again else "it starts from the beginning"
         return DiskFullError(
             f"{self.file.filename}: no space left on the device: {what}, and {free} bytes are "
-            f"free there. Free space and run the job again: {again}", torn
+            f"free there. Free space and run the job again: {again}",
+            torn,
         )
 
     def append_steps(self, columns: dict[str, np.ndarray]) -> None:
