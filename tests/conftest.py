@@ -14,17 +14,35 @@ from helpers.workflow import Workflow
 from nowrongturns.config import expand_runs, validate_config
 
 # Every test of these folders runs real workflows, clusters or fault campaigns: minutes in all.
-SLOW_FOLDERS = ("workflow", "cluster")
+SLOW_FOLDERS = ("workflow", "cluster", "faults")
 # A test's lines for the end of the session's report (the fault-injection suite's counts), given
 # as `record_property("summary", line)`: properties reach the controller from xdist's workers.
 SUMMARY_PROPERTY = "summary"
 _summary: list[str] = []
 
 
+# Session fixtures that are made once per test process and must not be made twice at once (one
+# Slurm on the machine) or cost minutes each time: their tests share one xdist worker.
+ONE_WORKER_FIXTURES = ("slurm_cluster", "finished_workflow", "default_run")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if item.path.parent.name in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        for fixture in ONE_WORKER_FIXTURES:
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(fixture))
+
+
+def pytest_configure(config) -> None:
+    # xdist's workers share the cores: torch in each takes its share, not all of them.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_runtest_logreport(report) -> None:

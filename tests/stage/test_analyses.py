@@ -167,6 +167,7 @@ ALL_ON = {
 }
 
 
+@pytest.mark.slow
 def test_workflow_runs_every_analysis_and_a_setting_reruns_only_its_own(tmp_path):
     config = {
         "base": TINY_BASE,

@@ -11,7 +11,7 @@ from helpers.runs import TINY_WORKFLOW_CONFIG
 from helpers.workflow import Workflow
 
 from nowrongturns.replay.segments import replay_jobs, segment_steps
-from nowrongturns.replay.stage import gather, replay_segments
+from nowrongturns.replay.stage import TOLERANCE, gather, replay_segments
 from nowrongturns.trajectory.format import TrajectoryError
 
 # The tiny run's segments: checkpoints 0, 1, 2, 10, 20, 30, 40 and 44.
@@ -86,6 +86,7 @@ def test_replay_of_segments_that_do_not_exist_fails(trained, tmp_path):
         replay_segments(trajectory, 5, 7, tmp_path / "5-7.parquet", "tiny", device="cpu")
 
 
+@pytest.mark.slow
 def test_workflow_replays_jobs_of_consecutive_segments(tmp_path):
     config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config["measure"] = {**config["measure"], "dense": True, "dense_job_steps": 10}
@@ -97,3 +98,30 @@ def test_workflow_replays_jobs_of_consecutive_segments(tmp_path):
     replays = sorted(path.stem for path in (tmp_path / "results/logs/replay/base").glob("*.log"))
     assert replays == ["0-2", "3-3", "4-4", "5-5", "6-6"]  # at least 10 steps a job
     assert (tmp_path / "results/figures/base/dense.png").stat().st_size > 0
+
+
+def test_the_tolerance_path_accepts_rounding_and_fails_a_tampered_checkpoint(trained, tmp_path):
+    """A trajectory of 2 DDP shards (world_size 2) replays within TOLERANCE, not bit for bit, as
+    on a GPU: an MLP, which has no BatchNorm, so its shards' mean gradient is the minibatch's up
+    to rounding. A checkpoint moved by 1e-9 of its norm still replays; one moved by 1e-3 fails,
+    naming the segment and its relative error."""
+    _, trajectory, _ = trained(model="mlp")
+    sharded = tmp_path / "sharded.h5"
+    sharded.write_bytes(trajectory.read_bytes())
+    with h5py.File(sharded, "a") as f:
+        f.attrs["world_size"] = 2
+        norm = float(np.linalg.norm(f["checkpoints/weights"][4].astype(np.float64)))
+    table = replay_segments(sharded, 3, 3, tmp_path / "3-3.parquet", "tiny", device="cpu")
+    assert max(table.attrs["end_errors"]) <= TOLERANCE
+    for moved, passes in ((1e-9 * norm, True), (1e-3 * norm, False)):
+        tampered = tmp_path / f"tampered-{moved:.0e}.h5"
+        tampered.write_bytes(sharded.read_bytes())
+        with h5py.File(tampered, "a") as f:
+            f["checkpoints/weights"][4, 0] += moved  # checkpoint 4, the end of segment 3
+        out = tmp_path / f"tampered-{moved:.0e}.parquet"
+        if passes:
+            replay_segments(tampered, 3, 3, out, "tiny", device="cpu")
+            continue
+        with pytest.raises(TrajectoryError, match=r"segment 3 does not reach .*relative error"):
+            replay_segments(tampered, 3, 3, out, "tiny", device="cpu")
+        assert not out.exists()

@@ -88,6 +88,7 @@ def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
                 assert row["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_path):
     """The default base run (53 measured checkpoints): ceil(53 / 7) = 8 measure jobs, whose
     gathered table is the one-job table exactly."""
@@ -133,6 +134,7 @@ def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_pat
     assert gathered.attrs["fixed_batches"] == expected.attrs["fixed_batches"]
 
 
+@pytest.mark.slow
 def test_plan_counts_the_gradients_a_measured_run_takes(tmp_path):
     config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config.update(ablations={}, runs={})

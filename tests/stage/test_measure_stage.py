@@ -4,11 +4,13 @@ memory that does not grow with the trajectory."""
 import subprocess
 import sys
 
+import pytest
 from helpers.runs import corrupted_copy, tiny_run
 
 from nowrongturns.train.stage import train
 
 
+@pytest.mark.slow
 def test_default_run_is_far_above_noise(default_run):
     """On the default digits run, the sampled gradients' median z exceeds 3 over the first 90 %
     of training, and shuffled labels give a smaller median gamma than true ones."""
@@ -21,6 +23,7 @@ def test_default_run_is_far_above_noise(default_run):
     assert gammas["random_labels"] < gammas["sampled"]
 
 
+@pytest.mark.slow
 def test_corrupted_checkpoint_fails_the_stage_naming_file_and_checkpoint(trained, tmp_path):
     _, trajectory, _ = trained()
     corrupted = corrupted_copy(trajectory, tmp_path / "trajectory.h5", 5)  # step 30
@@ -50,13 +53,14 @@ def test_corrupted_checkpoint_fails_the_stage_naming_file_and_checkpoint(trained
 
 PEAK_MEMORY = """
 import resource, sys
-from nowrongturns.geometry import measure
+from nowrongturns.measure.stage import measure
 measure(sys.argv[1], sys.argv[2], "r", samples=1, full_batch=False, random_labels=False,
         device="cpu")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
+@pytest.mark.slow
 def test_peak_memory_is_flat_when_the_trajectory_is_four_times_longer(tmp_path):
     """An MLP of 85k parameters checkpointed at every step: 90 checkpoints (31 MB of weights)
     against 360 (123 MB). A stage that held the trajectory would grow by about 90 MB."""

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nowrongturns.data import Task
-from nowrongturns.embedded import mnist5k_images
+from nowrongturns import Task
+from nowrongturns.tasks.embedded import mnist5k_images
 
 Path(os.environ.get("LAB_IMPORTED", os.devnull)).write_text("imported")
 
@@ -122,6 +122,7 @@ def workflow_dir(root: Path, config: dict) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_whole_workflow_runs_on_a_module_of_the_users_own(tmp_path):
     root = workflow_dir(
         tmp_path / "flow",
@@ -168,6 +169,7 @@ TORCH_OPTIMIZERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", list(TORCH_OPTIMIZERS))
 def test_a_torch_optimizer_resumes_bit_for_bit_and_its_update_is_the_step(optimizer, tmp_path):
     run = tiny_run(
@@ -191,6 +193,7 @@ def test_a_torch_optimizer_resumes_bit_for_bit_and_its_update_is_the_step(optimi
     assert_rows_are_the_steps_taken(table, reference, "update")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["timm/resnet18", "timm/vit_tiny_patch16_224"])
 def test_timm_architectures_train_and_are_measured(model, lab):
     pytest.importorskip("timm")
@@ -220,6 +223,7 @@ def test_timm_architectures_train_and_are_measured(model, lab):
         assert f["checkpoints/weights"].shape[1] == sum(p.numel() for p in expected.parameters())
 
 
+@pytest.mark.slow
 def test_malformed_factories_stop_naming_the_key_and_the_factory(tmp_path):
     """No colon: refused by the config check, before any job. A missing module or function, a
     factory returning something else, a model whose output does not fit: the train job stops,
@@ -342,6 +346,7 @@ def test_task_constructors_refuse_what_does_not_fit():
     assert inputs.dtype == targets.dtype == torch.float32 and task.train_size == 8
 
 
+@pytest.mark.slow
 def test_the_readme_section_your_own_model_runs_as_written(tmp_path):
     """Its commands, run from a checkout's layout (the example beside the Snakefile)."""
     readme = (REPO / "README.md").read_text()

@@ -134,6 +134,7 @@ def test_progress_lines_in_a_log_carry_the_time_rate_and_eta():
     assert not quiet.advance(10)  # within the minute
 
 
+@pytest.mark.slow
 def test_train_job_through_snakemake_writes_progress_lines_to_its_log(workflow):
     """The tiny run: 8 checkpoints (0, 1, 2, 10, ..., 40, 44), a timestamped line at each."""
     workflow.snakemake("results/runs/base/trajectory.h5")
@@ -144,6 +145,7 @@ def test_train_job_through_snakemake_writes_progress_lines_to_its_log(workflow):
     assert [int(step) for step in lines] == [0, 1, 2, 10, 20, 30, 40, 44]
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_end_to_end_on_the_cpu_at_a_toy_size():
     """benchmarks/gpu_check.py, the script for a lent GPU, at --device cpu --tiny: every check
     prints, and on the CPU both identities hold and replay ends exactly."""

@@ -71,6 +71,7 @@ def test_augmented_runs_are_bit_identical_and_replay_exactly(task, cifar_dir, tm
         replay_segments(first, first_segment, last_segment, out, "r", device="cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", list(AUGMENTED))
 def test_augmented_run_killed_mid_epoch_resumes_to_the_same_trajectory(task, cifar_dir, tmp_path):
     run = augmented_run(task, cifar_dir, optimizer="momentum")

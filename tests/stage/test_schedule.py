@@ -117,6 +117,7 @@ def test_fit_recovers_a_known_family(family):
         assert chosen["params"]["warmup"] == pytest.approx(0.15, abs=0.03)
 
 
+@pytest.mark.slow
 def test_default_run_eta_star_rises_then_falls(default_run, tmp_path):
     """The paper's warm-up shape on the default digits run (SGD, constant lr): the smoothed eta*
     climbs from its start to a peak inside the first half, then comes down."""

@@ -65,6 +65,7 @@ def write_data(task: str, root) -> str:
     return str(root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, model", list(CASES))
 def test_task_trains_with_its_model(tmp_path, task, model):
     data = write_data(task, tmp_path / "data")

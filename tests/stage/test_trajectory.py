@@ -10,7 +10,7 @@ from helpers.runs import corrupted_copy
 
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
-from nowrongturns.replay.stage import replay_segments
+from nowrongturns.replay.stage import TOLERANCE, Replay
 from nowrongturns.tasks.load import load_task
 from nowrongturns.train.stage import checkpoint_steps
 from nowrongturns.trajectory.format import TrajectoryError
@@ -99,7 +99,9 @@ VERSION_1 = Path(__file__).parent / "data/trajectory-v1.h5"
 
 def test_version_1_trajectory_still_opens_and_measures(tmp_path):
     """A file written by the first wave's writer (tests/stage/data/trajectory-v1.h5: digits, a
-    1-wide CNN, 5 steps) reads as world size 1, fp32, no clipping, and is measured and replayed."""
+    1-wide CNN, 5 steps) reads as world size 1, fp32, no clipping, and is measured and replayed.
+    It was written on another machine, whose CPU kernels round differently in the last bits, so
+    its replay is held to the tolerance, not bit for bit (the replay of a file trained here is)."""
     with h5py.File(VERSION_1) as f:
         assert f.attrs["format_version"] == 1 and "clip_factor" not in f["steps"]
     with TrajectoryReader(VERSION_1) as traj:
@@ -116,7 +118,9 @@ def test_version_1_trajectory_still_opens_and_measures(tmp_path):
         device="cpu",
     )
     assert len(table) == 3 * 5  # 3 measured checkpoints x (train, update, sampled, full, random)
-    for segment in range(3):
-        replay_segments(
-            VERSION_1, segment, segment, tmp_path / f"{segment}.parquet", "v1", device="cpu"
-        )
+    with TrajectoryReader(VERSION_1) as traj:
+        replay = Replay(traj, 0, 2, torch.device("cpu"))
+        replay.exact = False  # another machine's bits
+        steps = [step for step, _, _ in replay.steps()]
+    assert steps == list(range(replay.start, replay.end))
+    assert len(replay.end_errors) == 3 and max(replay.end_errors) <= TOLERANCE

@@ -192,6 +192,7 @@ def smoke_training():
 
 
 # Derandomized, no example database: CI draws the same 200 configs every time.
+@pytest.mark.slow
 @settings(
     max_examples=200,
     deadline=None,
