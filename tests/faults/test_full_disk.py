@@ -9,17 +9,15 @@ it); or, with that check switched off (as when another process fills the disk be
 and the write), HDF5's flush fails half way and tears the file: the rerun cuts the torn tail.
 """
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.compare_results import assert_same_contents, hdf5_contents
 from helpers.debian import skip_outside_ci
-from helpers.runs import tiny_run
+from helpers.runs import nwt_train, tiny_run
 
 from nowrongturns.trajectory.format import partial_path
 
@@ -32,22 +30,6 @@ if os.environ.get("NWT_TEST_NO_SPACE_CHECK") and sys.argv[0].endswith("nwt"):
     from nowrongturns.trajectory.writer import TrajectoryWriter
     TrajectoryWriter.check_space = lambda self, steps, checkpoint: None
 """
-
-
-def train(out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    command = [
-        Path(sys.executable).parent / "nwt",
-        "train",
-        "--run",
-        json.dumps(RUN),
-        "--out",
-        out,
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +79,7 @@ def test_a_full_disk_fails_training_naming_the_file_and_the_rerun_resumes_it(
         env.update(PYTHONPATH=str(hooks), NWT_TEST_NO_SPACE_CHECK="1")
     trajectory = small_disk / "trajectory.h5"
 
-    failed = train(trajectory, env)
+    failed = nwt_train(RUN, trajectory, env)
     assert failed.returncode == 1, failed.stderr  # an error, not a crash
     error = failed.stderr.strip().splitlines()[-1]
     assert error.startswith(f"nwt train: error: {partial_path(trajectory)}: no space left on")
@@ -109,7 +91,7 @@ def test_a_full_disk_fails_training_naming_the_file_and_the_rerun_resumes_it(
         assert "the flush of the checkpoint at step 10 failed" in error, error
 
     mount_tmpfs(small_disk, 20_000, remount=True)  # space freed
-    rerun = train(trajectory)
+    rerun = nwt_train(RUN, trajectory)
     assert rerun.returncode == 0, rerun.stderr
     resumed = "at step 40" if write == "checked" else "at step 2"  # the torn step 10 is cut
     assert f"resuming from the checkpoint {resumed}" in rerun.stderr

@@ -99,9 +99,10 @@ def corrupted_copy(trajectory: Path, copy: Path, checkpoint: int) -> Path:
 
 
 def nwt_train(run: dict, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`nwt train` as a workflow job runs it: its own process, the CPU, one thread."""
     command = [Path(sys.executable).parent / "nwt", "train", "--run", json.dumps(run)]
     command += ["--out", out, "--device", "cpu", "--threads", "1"]
-    return subprocess.run(command, env=env, capture_output=True, text=True)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def stored(trajectory: Path) -> dict:
