@@ -1,8 +1,11 @@
 """The runs of a validated workflow config: `base`, one run per ablation value, the named `runs`,
-with their names, seed siblings and ablation levels; and a run config read from text or a file.
+with their names, seed siblings and ablation levels.
 
+    >>> cfg = validate_config({"ablations": {"seed": [1]}}, "workflow/schemas/config.schema.yaml")
     >>> sorted(expand_runs(cfg))
     ['base', 'seed=1']
+    >>> ablation_levels(cfg)
+    {'seed': [(0, ['base']), (1, ['seed=1'])]}
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-"""Workflow config: validation against the JSON schema (filling defaults) and beyond it, and
-expansion into runs.
+"""Workflow config: validation against the JSON schema (filling defaults) and the checks beyond
+what a schema can state (sizes, factories, the runs' names); a config read from text or a file.
 
 Pure Python on purpose (no torch import): the Snakefile imports it on every invocation.
 
     >>> cfg = validate_config({"ablations": {"seed": [1]}}, "workflow/schemas/config.schema.yaml")
-    >>> sorted(expand_runs(cfg))
+    >>> sorted(expand_runs(cfg))   # runs.py
     ['base', 'seed=1']
-    >>> ablation_levels(cfg)
-    {'seed': [(0, ['base']), (1, ['seed=1'])]}
 """
 
 from __future__ import annotations

@@ -2,6 +2,12 @@
 
     nwt segments results/runs/base/trajectory.h5 --job-steps 1000 \
         --out results/runs/base/dense/segments.json
+
+A job takes consecutive segments until it holds at least `job_steps` training steps (config
+`measure.dense_job_steps`; 1 gives one job per segment). A job pays a fixed cost (a process,
+`import torch`, the data, the model, a file written; on a cluster, a submission): at the default
+cadence, where the first segments are one step long, one job per segment would cost more than the
+steps it replays.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """Dense mode: the geometry of every training step, replayed from the checkpoints.
 
-    nwt segments results/runs/base/trajectory.h5 --job-steps 1000 \
-        --out results/runs/base/dense/segments.json
     nwt replay results/runs/base/trajectory.h5 --segments 0 28 \
         --out results/runs/base/dense/0-28.parquet
     nwt gather-dense results/runs/base/dense/*-*.parquet --out results/runs/base/dense.parquet
@@ -12,13 +10,7 @@ alone, in its own job: the stored minibatches and learning rates, the same optim
 each step the RSI, EB and gamma of the very gradient training used, against w* = w_T. That costs
 one more training pass in all, spread over as many jobs as the segments are cut into, where the
 reference approach trains twice in a row. The replayed end of every segment must equal the next
-checkpoint: bit for bit on the CPU.
-
-A job takes consecutive segments until it holds at least `job_steps` training steps (config
-`measure.dense_job_steps`; 1 gives one job per segment). A job pays a fixed cost (a process,
-`import torch`, the data, the model, a file written; on a cluster, a submission): at the default
-cadence, where the first segments are one step long, one job per segment would cost more than the
-steps it replays.
+checkpoint: bit for bit on the CPU. How the segments are cut into jobs: segments.py.
 """
 
 from __future__ import annotations

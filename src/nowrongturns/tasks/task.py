@@ -7,11 +7,11 @@ stage rebuilds the exact minibatch of any step with `task.batch(indices)`.
     inputs, targets = task.batch(torch.tensor([3, 1, 4]))
     loss = task.loss(model(inputs), targets)
 
-Embedded tasks ship with installed packages (digits, mnist5k, mnist5k-seg, pydoc) and live here;
-the synthetic tasks whose answer is known (quadratic, rosenbrock) are in `synthetic.py`, the
-local-path tasks (cifar10, cifar100, imagenet, wikitext2, vaihingen) in `local.py`. Batches
-hold float32 inputs (images, regression inputs) or int64 token ids, and int64 targets (float32 for
-regression).
+The loaders build on the classes here: the embedded tasks (digits, mnist5k, mnist5k-seg, pydoc) in
+`embedded.py`, the synthetic tasks whose answer is known (quadratic, rosenbrock) are in
+`synthetic.py`, the local-path tasks (cifar10, cifar100, imagenet, wikitext2, vaihingen) in
+`local.py`. Batches hold float32 inputs (images, regression inputs) or int64 token ids, and int64
+targets (float32 for regression).
 """
 
 from __future__ import annotations
