@@ -26,29 +26,19 @@ from nowrongturns.trajectory.state import load_flat
 
 def test_full_batch_every_third_checkpoint_and_the_first_and_last(trained, tmp_path):
     _, trajectory, _ = trained()  # checkpoints 0, 1, 2, 10, 20, 30, 40 measured (and 44)
-    table = measure(
-        trajectory,
-        tmp_path / "g.parquet",
-        "r",
-        samples=1,
-        full_batch=True,
-        random_labels=False,
-        device="cpu",
-        full_batch_every=3,
-    )
-    steps = table.loc[table["source"] == "full_batch", "step"].tolist()
-    assert steps == [0, 10, 40]  # measured checkpoints 0, 3 and 6, the last
-    table = measure(
-        trajectory,
-        tmp_path / "g.parquet",
-        "r",
-        samples=1,
-        full_batch=True,
-        random_labels=False,
-        device="cpu",
-        full_batch_every=4,
-    )
-    assert table.loc[table["source"] == "full_batch", "step"].tolist() == [0, 20, 40]
+    # Every 3rd: measured checkpoints 0, 3 and 6, the last; every 4th: 0, 4 and the last, 6.
+    for every, full_batch_steps in ((3, [0, 10, 40]), (4, [0, 20, 40])):
+        table = measure(
+            trajectory,
+            tmp_path / "g.parquet",
+            "r",
+            samples=1,
+            full_batch=True,
+            random_labels=False,
+            device="cpu",
+            full_batch_every=every,
+        )
+        assert table.loc[table["source"] == "full_batch", "step"].tolist() == full_batch_steps
 
 
 def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
