@@ -1,17 +1,17 @@
 # `make run` and `make test` set up what is missing (a virtual environment in .venv with the
-# package, its dependencies, the test tools and the timm extra the tests use), then run the
-# workflow or the tests.
+# package, its dependencies, the test tools and the timm and docs extras the tests use), then run
+# the workflow or the tests; `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint docs
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --editable '.[test,timm]'
+	$(BIN)/pip install --quiet --editable '.[test,timm,docs]'
 	touch $@
 
 run: setup
@@ -24,3 +24,7 @@ test: setup
 # checks them (snakemake --lint exits 1 on its one documented lint; the test knows which it is).
 lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" pytest -p no:xdist -o addopts= -q tests/unit/test_style.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; `mkdocs serve` shows it while editing.
+docs: setup
+	PATH="$(abspath $(BIN)):$$PATH" mkdocs build --strict

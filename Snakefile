@@ -1,6 +1,6 @@
 # nowrongturns: train -> trajectory.h5 -> geometry.parquet -> schedule -> figures, per run;
 # the base run retrained on its derived schedule (the closed loop).
-# Runs come from config.yaml: `base`, and one run per ablation value (DESIGN.md section 6).
+# Runs come from config.yaml: `base`, and one run per ablation value (docs/config.md).
 from snakemake.utils import min_version
 
 min_version("9.19")

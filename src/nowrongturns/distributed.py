@@ -1,4 +1,5 @@
-"""DDP inside one training job (DESIGN section 8): N processes, one shard of each minibatch each.
+"""DDP inside one training job (docs/cluster.md#inside-a-gpu-job): N processes, one shard of
+each minibatch each.
 
     torchrun --standalone --nproc-per-node 2 -m nowrongturns train --run run.json --out t.h5
 

@@ -1,4 +1,5 @@
-"""DDP on the CPU (DESIGN section 8): torchrun, gloo, 2 processes, a CNN with BatchNorm, plain SGD.
+"""DDP on the CPU (docs/cluster.md#inside-a-gpu-job): torchrun, gloo, 2 processes, a CNN with
+BatchNorm, plain SGD.
 
 The trajectory is measured and replayed in one process, each minibatch as the two shards the two
 processes computed; a rank killed with SIGKILL fails the job, and the rerun resumes to the very

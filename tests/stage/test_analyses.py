@@ -1,4 +1,4 @@
-"""The analyses along the path (analyses/, DESIGN section 9): on the synthetic objectives whose
+"""The analyses along the path (analyses/, docs/analyses.md): on the synthetic objectives whose
 answer is known, against the stored weights, and in the real workflow."""
 
 import copy

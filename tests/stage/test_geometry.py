@@ -12,7 +12,7 @@ from torch.func import functional_call
 from nowrongturns.models import build_model
 from nowrongturns.tasks.load import load_task
 
-DESIGN_COLUMNS = (
+DOCUMENTED_COLUMNS = (
     "run step epoch progress source sample loss dist grad_norm dot rsi eb gamma z "
     "grad_norm_wd dot_wd rsi_wd eb_wd gamma_wd gamma_origin gamma_other"
 ).split()
@@ -21,7 +21,7 @@ DESIGN_COLUMNS = (
 def test_every_design_column(trained):
     _, _, geometry = trained()
     table = pd.read_parquet(geometry)
-    assert list(table.columns) == DESIGN_COLUMNS
+    assert list(table.columns) == DOCUMENTED_COLUMNS
     sources = {"train_batch", "update", "sampled", "full_batch", "random_labels"}
     assert set(table["source"]) == sources
     # 7 checkpoints (the last, w*, is not a row) x (train batch, update, 3 sampled, full, shuffled)

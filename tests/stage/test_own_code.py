@@ -1,4 +1,4 @@
-"""A researcher's own model, data and optimizer (DESIGN section 10): factories the config names,
+"""A researcher's own model, data and optimizer (docs/own-model.md): factories the config names,
 timm architectures and torch.optim optimizers, through the same stages; and code a trajectory
 names is imported only when the user names it too."""
 
@@ -347,11 +347,11 @@ def test_task_constructors_refuse_what_does_not_fit():
 
 
 @pytest.mark.slow
-def test_the_readme_section_your_own_model_runs_as_written(tmp_path):
-    """Its commands, run from a checkout's layout (the example beside the Snakefile)."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n## Your own model\n", 1)[1].split("\n## ", 1)[0]
-    commands = "\n".join(re.findall(r"```bash\n(.*?)```", section, flags=re.S))
+def test_the_page_your_own_model_runs_as_written(tmp_path):
+    """The commands of docs/own-model.md, run from a checkout's layout (the example beside the
+    Snakefile)."""
+    page = (REPO / "docs/own-model.md").read_text()
+    commands = "\n".join(re.findall(r"```bash\n(.*?)```", page, flags=re.S))
     assert "snakemake" in commands
     checkout = workflow_dir(tmp_path / "checkout", {})
     shutil.copytree(REPO / "examples", checkout / "examples")

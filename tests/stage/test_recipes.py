@@ -1,5 +1,5 @@
-"""The reference's training recipes (DESIGN section 8): seeded augmentation, gradient clipping and
-batch-size lr scaling, checked against what the trajectory stores.
+"""The reference's training recipes (docs/training-recipes.md): seeded augmentation, gradient
+clipping and batch-size lr scaling, checked against what the trajectory stores.
 
 Augmentation must not cost determinism: two runs, a killed and resumed run, dense replay and the
 measure stage all rebuild the very minibatches the optimizer saw.

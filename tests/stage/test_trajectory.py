@@ -1,4 +1,4 @@
-"""The trajectory file as DESIGN section 4 describes it, read with h5py alone."""
+"""The trajectory file as docs/formats.md#trajectoryh5 describes it, read with h5py alone."""
 
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml."""
+"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml, and its
+`docs` extra."""
 
 import re
 import subprocess
@@ -19,7 +20,8 @@ CONDA_TO_PYPI = {"pytorch": "torch"}
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pypi = {_name(r) for r in project["dependencies"]}
+    requirements = project["dependencies"] + project["optional-dependencies"]["docs"]
+    pypi = {_name(r) for r in requirements}
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = set()
     for entry in environment["dependencies"]:

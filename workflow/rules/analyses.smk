@@ -1,4 +1,4 @@
-# More geometry along each run's path (config `analyses`, DESIGN section 9): one rule per analysis,
+# More geometry along each run's path (config `analyses`, docs/analyses.md): one rule per analysis,
 # defined only where the analysis is on, each reading the run's trajectory alone. Its params are
 # its settings, as `nwt <analysis>` options, so that a changed setting reruns that analysis (and
 # the figures) and nothing else. interpolation, sharpness and plane evaluate the model at

@@ -27,7 +27,7 @@ config.update(validated)
 
 RUNS = expand_runs(config)
 # The run differing from each in its seed alone, where there is one: its final point is the
-# control w*' of gamma_other (DESIGN section 9).
+# control w*' of gamma_other (docs/quantities.md#the-controls).
 SEED_SIBLINGS = seed_siblings(RUNS)
 RUN_TABLES = [
     "trajectory.h5",

@@ -1,4 +1,4 @@
-"""More geometry along the same path (DESIGN section 9), one module per analysis, each a stage
+"""More geometry along the same path (docs/analyses.md), one module per analysis, each a stage
 `nwt <analysis>` and a rule of workflow/rules/analyses.smk, switched by config `analyses`:
 
     interpolation   the loss along the straight segment from each checkpoint to w*

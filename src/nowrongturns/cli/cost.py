@@ -3,8 +3,9 @@
     nwt plan configs/paper-cifar10-resnet18.yaml
     nwt plan config.yaml --schema workflow/schemas/config.schema.yaml
 
-The README's cost model, counted: training takes T = epochs x floor(N / B) minibatch passes (forward
-and backward); the measure stage, at each of the K - 1 measured checkpoints, 1 (the train batch) +
+The cost model of docs/cluster.md ("What each stage costs"), counted: training takes
+T = epochs x floor(N / B) minibatch passes (forward and backward); the measure stage, at each of
+the K - 1 measured checkpoints, 1 (the train batch) +
 `samples` + `random_labels` + `fixed_batches` minibatch gradients, and at every
 `full_batch_every`-th (and the first and last measured) a pass over the N training examples, N / B
 minibatch-equivalents; dense replay, T more. A trajectory holds K checkpoints of 4 (P + Q + S) bytes

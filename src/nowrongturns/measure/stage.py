@@ -73,9 +73,9 @@ def measure(
     other_final: str | None = None,
     **settings,
 ) -> pd.DataFrame:
-    """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
-    FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32 unless
-    asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
+    """The geometry table of a trajectory (docs/formats.md#geometryparquet), or of its measured
+    checkpoints FIRST to LAST (`checkpoints`, one job of several), in `precision` (strict fp32
+    unless asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
     minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
     A factory the trajectory names is imported only where `trusted` names it (config/factories.py).
     `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""

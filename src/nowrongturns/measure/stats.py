@@ -95,9 +95,10 @@ def other_final_point(trajectory: str | None, param_count: int, device) -> torch
 
 
 def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> pd.DataFrame:
-    """The DESIGN section 5 table from the accumulated [rows, ACCUMULATED] float64 values and the
-    rows' other columns (`labels`: run, step, epoch, progress, source, sample, and any extra):
-    RSI, EB, gamma and z derived (DESIGN section 1), built in one go, as numpy arrays."""
+    """The geometry table (docs/formats.md#geometryparquet) from the accumulated
+    [rows, ACCUMULATED] float64 values and the rows' other columns (`labels`: run, step, epoch,
+    progress, source, sample, and any extra): RSI, EB, gamma and z derived
+    (docs/quantities.md#rsi-eb-and-gamma), built in one go, as numpy arrays."""
     columns = dict(zip(ACCUMULATED, accumulated.T))
     for column in ("dist", "weight_norm", "other_dist", "grad_norm", "grad_norm_wd"):
         columns[column] = np.sqrt(columns[column])  # accumulated as squares

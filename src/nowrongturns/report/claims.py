@@ -9,7 +9,7 @@ Per run (one row of claims.csv), from the `sampled` minibatches of its geometry 
     median_gamma, median_z   medians over every sampled minibatch; mean_gamma their mean
     median_gamma_other       the controls' medians over the same minibatches: gamma against the
     median_gamma_origin      final point of the run differing only in its seed (NaN where there
-                             is none), and against the origin (DESIGN section 9)
+                             is none), and against the origin (docs/quantities.md#the-controls)
     rsi_max_factor           over the middle 80 % of training (0.1 <= t/T <= 0.9), the largest
                              factor between one checkpoint's median RSI and the median of those
                              medians (inf where one is not positive); rsi_within_2x: at most 2

@@ -30,7 +30,8 @@ SOURCE_STYLE = {
 }
 
 
-# The controls of gamma (DESIGN section 9), drawn on the gamma panel: the sampled median of each.
+# The controls of gamma (docs/quantities.md#the-controls), drawn on the gamma panel: the sampled
+# median of each.
 CONTROL_STYLE = {
     "gamma_other": {
         "color": "C5",

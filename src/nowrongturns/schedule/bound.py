@@ -1,10 +1,11 @@
 """The convergence bound: the distance to w* that the measured geometry predicts, step by step.
 
 One step w+ = w - eta D gives exactly ||w+ - w*||^2 = ||w - w*||^2 (1 - 2 eta RSI + eta^2 EB^2)
-(DESIGN section 1), for D the direction the optimizer stepped in. Multiplying those factors, with
-the learning rate actually used, from ||w_0 - w*|| predicts ||w_t - w*|| at every step: exactly
-where every step was measured (dense mode, or checkpoints at every step), and holding each
-checkpoint's RSI and EB until the next checkpoint elsewhere (column `measured` says which).
+(docs/quantities.md#rsi-eb-and-gamma), for D the direction the optimizer stepped in. Multiplying
+those factors, with the learning rate actually used, from ||w_0 - w*|| predicts ||w_t - w*|| at
+every step: exactly where every step was measured (dense mode, or checkpoints at every step), and
+holding each checkpoint's RSI and EB until the next checkpoint elsewhere (column `measured` says
+which).
 
 The paper's guarantee: where RSI >= mu > 0 and EB <= L along the path, a constant step
 mu / L^2 contracts ||w - w*||^2 by 1 - mu^2 / L^2 each step. mu and L are taken over the sampled

@@ -7,7 +7,8 @@
 eta*_t = RSI_t / EB_t^2 = <D, w_t - w*> / ||D||^2 along the direction D the optimizer steps in:
 the sampled minibatch gradients for SGD (plus lambda w with weight decay; their median and 10-90 %
 band), the optimizer's own direction d_t for momentum and Adam (source `update`). A step of eta*
-along D shrinks ||w - w*||^2 by 1 - gamma^2, the most any step along D can (DESIGN section 1).
+along D shrinks ||w - w*||^2 by 1 - gamma^2, the most any step along D can
+(docs/quantities.md#rsi-eb-and-gamma).
 
 Per checkpoint, schedule.csv has eta* of each source, the raw eta* the schedule follows, a
 running median of log eta* over `smooth` checkpoints, the fitted family's eta*, the lr used and

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "nowrongturns-trajectory"
-# Version 2 (DESIGN section 8) adds the attributes world_size and precision and the step column
-# clip_factor; version-1 files still open, read as world size 1, fp32, no clipping.
+# Version 2 (docs/design.md#formats-and-their-versions) adds the attributes world_size and precision
+# and the step column clip_factor; version-1 files still open, read as world size 1, fp32, no
+# clipping.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 STEP_COLUMNS = {
