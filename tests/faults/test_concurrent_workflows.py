@@ -82,7 +82,7 @@ def test_a_second_snakemake_on_the_same_directory_stops_on_the_lock(tmp_path):
 
 
 def test_two_workflows_sharing_an_output_cache_train_the_same_run_at_once(tmp_path):
-    """README, "Between-workflow cache": both miss the cache, train at once, and store."""
+    """docs/cluster.md#between-workflow-cache: both miss the cache, train at once, and store."""
     cache = tmp_path / "cache"
     cache.mkdir()
     env, folder = held_env(tmp_path, parties=2, SNAKEMAKE_OUTPUT_CACHE=str(cache))

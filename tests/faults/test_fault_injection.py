@@ -10,7 +10,7 @@ alone (its jobs run on, orphans, as after a closed login session) or with all it
 going down), at a random event of a job or at a random time. After each invocation, before
 anything reruns, every file under results/ that has its final name must equal the reference's
 (partial files only under their temporary names); after a killed Snakemake the next run must
-stop on its lock, and `snakemake --unlock` then `--rerun-incomplete` (the README's recipe) goes
+stop on its lock, and `snakemake --unlock` then `--rerun-incomplete` (docs/rerunning.md) goes
 on. At the end every output equals the reference's: trajectory bit for bit, tables exactly,
 figures byte for byte. The counts are in the session's summary (the property `summary`, which
 conftest.py prints).
@@ -278,7 +278,7 @@ def test_sigkill_at_random_points_never_loses_or_fakes_an_output(
     for invocation in range(30):
         if injector.done():
             break
-        if killed:  # the README's recipe: --unlock, then --rerun-incomplete
+        if killed:  # docs/rerunning.md: --unlock, then --rerun-incomplete
             # Killed at a job's event, Snakemake held its lock: the next run stops on it.
             if killed != "timed" and not refused_on_lock:
                 status, output = snakemake(flow.root, *RERUN, env=env)

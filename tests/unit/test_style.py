@@ -1,5 +1,5 @@
-"""ruff (lint and format), snakefmt, the import layers and Snakemake's own linter, as the README
-promises."""
+"""ruff (lint and format), snakefmt, the import layers and Snakemake's own linter, as
+docs/development.md#lint promises."""
 
 import re
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 from helpers.runs import REPO
 
 BIN = Path(sys.executable).parent
-# README, 'Lint': every rule runs the project's own `nwt`, so no per-rule conda env.
+# docs/development.md#lint: every rule runs the project's own `nwt`, so no per-rule conda env.
 DOCUMENTED_LINT = "Specify a conda environment or container for each rule."
 
 

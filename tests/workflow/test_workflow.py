@@ -135,7 +135,8 @@ def test_closed_loop_retrains_on_the_files_the_schedule_stage_wrote(finished_wor
 
 
 def test_second_workflow_takes_the_trajectory_from_the_shared_cache(tmp_path):
-    """README, "Running on a cluster": two checkouts, one SNAKEMAKE_OUTPUT_CACHE, one training."""
+    """docs/cluster.md#between-workflow-cache: two checkouts, one SNAKEMAKE_OUTPUT_CACHE, one
+    training."""
     cache = tmp_path / "cache"
     cache.mkdir()
     env = {**os.environ, "SNAKEMAKE_OUTPUT_CACHE": str(cache)}
@@ -157,7 +158,7 @@ def test_second_workflow_takes_the_trajectory_from_the_shared_cache(tmp_path):
     assert (second.root / "results/runs/seed=0/trajectory.h5").resolve() == cached
 
 
-# README, "Rerunning part of the workflow": one test per recipe, on what Snakemake plans to run.
+# docs/rerunning.md: one test per recipe, on what Snakemake plans to run.
 
 
 def test_recipe_forcerun_a_rule_reruns_it_and_what_follows(finished_workflow):
@@ -222,7 +223,7 @@ def test_recipe_outputs_whose_params_changed(finished_workflow):
     rows = [line.split("\t") for line in summary.splitlines()[1:]]
     assert {row[0] for row in rows if row[4] == "params changed"} == changed
     # --list-changes params lists them too, but in Snakemake 9.19-9.27 also the last output of
-    # every other job (README): only that it lists them is asserted.
+    # every other job (docs/rerunning.md): only that it lists them is asserted.
     listed = finished_workflow.snakemake("--list-changes", "params", "--configfile", str(variant))
     assert changed <= set(listed.stdout.split())
 
