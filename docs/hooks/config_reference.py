@@ -58,8 +58,8 @@ def undocumented_keys(schema: dict) -> list[str]:
 def _type(node: dict) -> str:
     if "enum" in node:
         return " \\| ".join(f"`{value}`" for value in node["enum"])
-    if "anyOf" in node:
-        return " or ".join(_type(option) for option in node["anyOf"])
+    if "anyOf" in node:  # each kind once: two patterns read "string (a pattern)" once
+        return " or ".join(dict.fromkeys(_type(option) for option in node["anyOf"]))
     kinds = node.get("type", "")
     kinds = kinds if isinstance(kinds, list) else [kinds]
     shown = " or ".join(kind for kind in kinds if kind)
