@@ -8,11 +8,11 @@ import pytest
 import torch
 from helpers.runs import corrupted_copy
 
+from nowrongturns.config.sizes import checkpoint_steps
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
 from nowrongturns.replay.stage import TOLERANCE, Replay
 from nowrongturns.tasks.load import load_task
-from nowrongturns.train.stage import checkpoint_steps
 from nowrongturns.trajectory.format import TrajectoryError
 from nowrongturns.trajectory.reader import TrajectoryReader
 from nowrongturns.trajectory.state import load_flat

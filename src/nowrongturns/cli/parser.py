@@ -9,6 +9,15 @@ from nowrongturns.precision import PRECISIONS
 from nowrongturns.schedule.fit import FAMILIES
 
 
+def chunk_size(text: str) -> str | int:
+    """'batch', or a positive number of examples."""
+    if text == "batch":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'batch' nor a positive integer")
+    return int(text)
+
+
 def _compute_options(stage: argparse.ArgumentParser, precision: str | None = None) -> None:
     """Where a stage that runs the model computes, and how its data are loaded."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -109,7 +118,10 @@ def parser() -> argparse.ArgumentParser:
         help="minibatches drawn once per run and measured at every checkpoint (source fixed)",
     )
     measure.add_argument(
-        "--full-batch-chunk", type=int, default=4096, help="examples per chunk of the full pass"
+        "--full-batch-chunk",
+        type=chunk_size,
+        default="batch",
+        help="examples per chunk of the full pass, or 'batch': one shard of a minibatch each",
     )
     measure.add_argument(
         "--checkpoints",

@@ -31,8 +31,15 @@ from nowrongturns.step import (
 from nowrongturns.tasks.augment import Draw
 from nowrongturns.tasks.pipeline import Request
 
-# The full-batch gradient is summed over chunks of this many examples, to bound memory.
-FULL_BATCH_CHUNK = 4096
+
+def chunk_examples(full_batch_chunk: str | int, batch_size: int, shards: int) -> int:
+    """Examples per chunk of a full-batch pass: `full_batch_chunk` examples, or with "batch"
+    one shard of a minibatch, so that each chunk is normalized as a shard of a training step
+    and the full-batch gradient is the mean of minibatch gradients over a partition of the
+    training set (the last chunk holds what remains)."""
+    if full_batch_chunk == "batch":
+        return batch_size // shards
+    return int(full_batch_chunk)
 
 
 class GradientProbe:
@@ -100,7 +107,7 @@ class Sources:
     update: bool = True
     full_batch_every: int = 1  # the full batch at every N-th measured checkpoint, first and last
     fixed_batches: int = 0  # minibatches drawn once per run, measured at every checkpoint
-    full_batch_chunk: int = FULL_BATCH_CHUNK
+    full_batch_chunk: int = 4096  # examples (chunk_examples resolves the config's "batch")
 
     def full_batch_at(self, index: int, measured: int) -> bool:
         """Whether measured checkpoint `index` of `measured` takes the full batch."""
