@@ -42,7 +42,7 @@ def test_quadratic_sharpness_is_the_largest_eigenvalue_of_a_everywhere(quadratic
     )
     assert len(table) == len(stored(trajectory)["checkpoint_steps"]) - 1
     np.testing.assert_allclose(table["lambda_max"], 1.0, rtol=1e-4)
-    np.testing.assert_allclose(table["two_over_lr"], 2 / run["lr"])
+    np.testing.assert_allclose(table["threshold"], 2 / run["lr"])  # plain SGD
     assert (table["iterations"] <= 20).all()
     assert pd.read_parquet(tmp_path / "sharpness.parquet").equals(table)
 
@@ -208,6 +208,11 @@ def test_config_refuses_an_unknown_analysis_or_setting_naming_it(analyses, named
 
 def test_an_analysis_switched_on_takes_its_default_settings():
     analyses = validate_config({"analyses": {"sharpness": True}}, SCHEMA)["analyses"]
-    assert analyses["sharpness"] == {"examples": 512, "iterations": 20, "tolerance": 1e-4}
+    assert analyses["sharpness"] == {
+        "examples": 512,
+        "iterations": 20,
+        "tolerance": 1e-4,
+        "batches": 4,
+    }
     assert analyses["interpolation"] == {"points": 11, "examples": 128}
     assert analyses["plane"] is False and analyses["orthogonal"] is False

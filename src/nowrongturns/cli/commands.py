@@ -262,6 +262,7 @@ def cmd_sharpness(args) -> None:
         examples=args.examples,
         iterations=args.iterations,
         tolerance=args.tolerance,
+        batches=args.batches,
         device=args.device,
         trusted=args.trust,
     )

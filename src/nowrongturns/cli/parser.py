@@ -308,7 +308,7 @@ def analyses(stages) -> None:
     sharpness = _analysis(
         stages,
         "sharpness",
-        "the top Hessian eigenvalue at each checkpoint, beside 2 / lr",
+        "the top Hessian eigenvalue at each checkpoint, beside the optimizer's threshold",
         "sharpness.parquet",
     )
     _examples_option(sharpness, "chunk whose loss' Hessian is taken")
@@ -320,6 +320,12 @@ def analyses(stages) -> None:
         type=float,
         default=1e-4,
         help="stop once the Ritz residual is below tolerance * lambda_max",
+    )
+    sharpness.add_argument(
+        "--batches",
+        type=int,
+        default=4,
+        help="sampled training minibatches whose curvature along their gradient is averaged",
     )
 
     plane = _analysis(
