@@ -3,11 +3,11 @@ loss there of a fixed evaluation set of training examples.
 
 The loss is taken as the measured gradients are (measure/gradients.py): the model in train mode, so
 that BatchNorm normalizes by the statistics of the examples evaluated (the running statistics stored
-with a checkpoint play no part), in chunks of one shard of the run's minibatch (batch_size /
-shards, as the full-batch gradient's `full_batch_chunk: batch`: each chunk normalized as training
-normalized a shard), without augmentation; each chunk's loss is computed from the
-outputs cast to float64 and the chunks are summed in float64, so that losses along a segment compare
-to well below float32's rounding of one example's loss.
+with a checkpoint play no part), in chunks of one shard of the run's minibatch where the model has
+BatchNorm (batch_size / shards, as the full-batch gradient's `full_batch_chunk: batch`: each chunk
+normalized as training normalized a shard), without augmentation; each chunk's loss is computed
+from the outputs cast to float64 and the chunks are summed in float64, so that losses along a
+segment compare to well below float32's rounding of one example's loss.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class PathModel:
         examples: int,
         chunk: int | None = None,
     ):
-        """`chunk`: examples per chunk; None: one shard of the run's minibatch."""
+        """`chunk`: examples per chunk; None: as `full_batch_chunk: batch` chunks."""
         require_trusted(traj.config, trusted, traj.path)
         apply_precision("fp32")  # strict: losses along a segment differ in their last digits
         self.traj, self.device = traj, resolve_device(device)
@@ -62,7 +62,7 @@ class PathModel:
         self.params = list(self.model.parameters())
         self.indices = evaluation_indices(traj.config["seed"], self.task.train_size, examples)
         if chunk is None:
-            chunk = chunk_examples("batch", traj.config["batch_size"], traj.shards)
+            chunk = chunk_examples("batch", traj.config["batch_size"], traj.shards, self.model)
         self.chunk = chunk
         # Held on the device: the same examples are evaluated at every point.
         self.chunks = [self.task.batch(part) for part in self.indices.split(chunk)]

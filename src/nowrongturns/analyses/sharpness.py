@@ -87,7 +87,10 @@ def sharpness(
         )
     with TrajectoryReader(trajectory) as traj:
         run = traj.config
-        path = PathModel(traj, device, trusted, examples)
+        # Chunks of one shard of a minibatch, with or without BatchNorm: a product's memory is
+        # then that of about one training step.
+        shard = run["batch_size"] // traj.shards
+        path = PathModel(traj, device, trusted, examples, chunk=shard)
         chunks = [(i, t, len(t) / len(path.indices)) for i, t in path.chunks]
         loss_of = path.chunk_loss
         optimizer = build_optimizer(run, path.model)

@@ -9,6 +9,13 @@ from nowrongturns.precision import PRECISIONS
 from nowrongturns.schedule.fit import FAMILIES
 
 
+def boolean(text: str) -> bool:
+    """True or False, as the workflow writes a config's booleans."""
+    if text not in ("True", "False"):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither True nor False")
+    return text == "True"
+
+
 def chunk_size(text: str) -> str | int:
     """'batch', or a positive number of examples."""
     if text == "batch":
@@ -304,6 +311,15 @@ def analyses(stages) -> None:
         "--points", type=int, default=11, help="values of alpha, 0 to 1 inclusive (at least 11)"
     )
     _examples_option(interpolation, "evaluation set", 128)
+    interpolation.add_argument(
+        "--refine",
+        type=boolean,
+        default=True,
+        help="True: bisect where the loss rises, down to --resolution (False: the grid alone)",
+    )
+    interpolation.add_argument(
+        "--resolution", type=float, default=0.01, help="the narrowest interval of alpha bisected"
+    )
 
     sharpness = _analysis(
         stages,

@@ -31,14 +31,24 @@ from nowrongturns.step import (
 from nowrongturns.tasks.augment import Draw
 from nowrongturns.tasks.pipeline import Request
 
+# Examples per chunk where chunks need not be minibatches: the most that bounds memory.
+WHOLE_CHUNK = 4096
 
-def chunk_examples(full_batch_chunk: str | int, batch_size: int, shards: int) -> int:
+
+def couples_examples(model: torch.nn.Module) -> bool:
+    """Whether the model's output for one example depends on the others of its batch in train
+    mode: BatchNorm (of any dimension, synchronized or not) normalizes across the batch."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def chunk_examples(full_batch_chunk: str | int, batch_size: int, shards: int, model) -> int:
     """Examples per chunk of a full-batch pass: `full_batch_chunk` examples, or with "batch"
-    one shard of a minibatch, so that each chunk is normalized as a shard of a training step
-    and the full-batch gradient is the mean of minibatch gradients over a partition of the
-    training set (the last chunk holds what remains)."""
+    one shard of a minibatch where the model normalizes across its batch, so that each chunk is
+    normalized as a shard of a training step and the full-batch gradient is the mean of minibatch
+    gradients over a partition of the training set (the last chunk holds what remains); where
+    it does not, any chunk gives that mean, and WHOLE_CHUNK takes fewer passes."""
     if full_batch_chunk == "batch":
-        return batch_size // shards
+        return batch_size // shards if couples_examples(model) else WHOLE_CHUNK
     return int(full_batch_chunk)
 
 

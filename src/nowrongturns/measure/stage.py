@@ -89,7 +89,7 @@ def measure(
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task, traj.shards, precision)
-        chunk = chunk_examples(full_batch_chunk, run["batch_size"], traj.shards)
+        chunk = chunk_examples(full_batch_chunk, run["batch_size"], traj.shards, model)
         sources = Sources(
             samples, full_batch, random_labels, update, **settings, full_batch_chunk=chunk
         )
