@@ -13,6 +13,7 @@ from nowrongturns.config import load_config, sizes, validate_config
 from nowrongturns.measure.gradients import GradientProbe
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
+from nowrongturns.replay.stage import replay_segments
 from nowrongturns.step import AUGMENT_TRAIN
 from nowrongturns.tasks.augment import Draw
 from nowrongturns.tasks.load import load_task
@@ -146,3 +147,19 @@ def test_paper_presets_set_the_references_replica_counts(preset, shards):
     assert (plan(config)["shards"] == shards).all()
     readme = (REPO / "configs/README.md").read_text()
     assert f"| {preset} | {shards} | `exp/" in readme
+
+
+def test_a_sharded_run_replays_bit_for_bit_with_the_first_shards_statistics(trained, tmp_path):
+    """Replay cuts each minibatch into the run's replicas as training did, in one process on
+    the CPU: every segment ends on its checkpoint bit for bit (replay raises otherwise), and the
+    running statistics stored are those of the first shard alone."""
+    run, trajectory, _ = trained(batch_shards=2)
+    dense = replay_segments(trajectory, 0, 0, tmp_path / "0-0.parquet", "tiny", device="cpu")
+    assert dense.attrs["end_errors"] == [0.0]
+    with TrajectoryReader(trajectory) as traj:
+        task, model = model_at(traj, 0)
+        indices = torch.from_numpy(traj.batch_indices(0))
+        inputs, _ = task.batch(indices, draw=Draw(AUGMENT_TRAIN, (0,)))
+        model(inputs[:16])  # the first shard updates the running statistics, as in step 0
+        buffers = torch.cat([b.reshape(-1).float() for b in model.buffers()]).numpy()
+        np.testing.assert_array_equal(buffers, traj.buffers(1))
