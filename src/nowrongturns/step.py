@@ -71,13 +71,6 @@ def step_requests(steps, batch_size: int, shards: int = 1, rank: int = 0):
         yield Request(indices[part], draw, tag=(step, indices))
 
 
-def batch_shards(run: dict, world_size: int = 1) -> int:
-    """The shards of a run's minibatch, each normalized by its own BatchNorm statistics: its
-    `batch_shards` replicas in each of `world_size` processes (runs written before the key
-    existed have one)."""
-    return world_size * run.get("batch_shards", 1)
-
-
 def minibatch_backward(
     model, task, inputs, targets, shards: int = 1, precision: str = "fp32"
 ) -> torch.Tensor:

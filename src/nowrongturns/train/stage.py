@@ -27,7 +27,6 @@ from nowrongturns.optim.state import load_state_vector, state_size
 from nowrongturns.precision import apply_precision, autocast, uses_channels_last
 from nowrongturns.progress import Progress
 from nowrongturns.step import (
-    batch_shards,
     clip_gradients,
     minibatch_backward,
     minibatches,
@@ -71,9 +70,7 @@ def train(
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_size} training examples")
     replicas = run.get("batch_shards", 1)  # of each process's part of a minibatch
-    distributed.shards(
-        batch_size, batch_shards(run, world_size)
-    )  # refuses a batch that does not divide
+    distributed.shards(batch_size, world_size * replicas)  # refuses a batch that does not divide
     total_steps = run["epochs"] * steps_per_epoch
     saved_steps = set(
         checkpoint_steps(total_steps, **run["checkpoint"], steps_per_epoch=steps_per_epoch)
