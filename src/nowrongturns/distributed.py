@@ -43,8 +43,8 @@ def shards(batch_size: int, world_size: int) -> list[slice]:
     """The positions of each shard of a minibatch."""
     if batch_size % world_size:
         raise ValueError(
-            f"batch_size {batch_size} is not divisible by {world_size} processes "
-            "(train.processes): every shard must hold the same number of examples"
+            f"batch_size {batch_size} is not divisible into {world_size} shards "
+            "(train.processes x batch_shards): every shard must hold the same number of examples"
         )
     size = batch_size // world_size
     return [slice(rank * size, (rank + 1) * size) for rank in range(world_size)]

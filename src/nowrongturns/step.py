@@ -17,6 +17,8 @@ meaning: a changed number changes every result.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -74,18 +76,26 @@ def minibatch_backward(
 ) -> torch.Tensor:
     """The loss of one minibatch and its gradient, accumulated in .grad: as `shards` equal
     shards, each normalized by its own BatchNorm statistics, their losses and gradients
-    averaged, as the processes of a DDP training of that many compute it."""
+    averaged, as the replicas of DataParallel or the processes of DDP compute it. The running
+    statistics kept are the first shard's, as DataParallel's and DDP's rank 0 keep them."""
     if shards == 1:
         with autocast(precision, inputs.device):
             loss = task.loss(model(inputs), targets)
         loss.backward()
         return loss.detach()
-    total = 0.0
-    for part in distributed.shards(len(inputs), shards):
-        with autocast(precision, inputs.device):
-            loss = task.loss(model(inputs[part]), targets[part]) / shards
-        loss.backward()
+    total, first_buffers = 0.0, None
+    no_sync = getattr(model, "no_sync", None)  # DDP: reduce once, after the last shard
+    for number, part in enumerate(distributed.shards(len(inputs), shards)):
+        last = number == shards - 1
+        with no_sync() if no_sync and not last else contextlib.nullcontext():
+            with autocast(precision, inputs.device):
+                loss = task.loss(model(inputs[part]), targets[part]) / shards
+            loss.backward()
         total = total + loss.detach()
+        if number == 0:
+            first_buffers = [buffer.clone() for buffer in model.buffers()]
+    if first_buffers:
+        torch._foreach_copy_(list(model.buffers()), first_buffers)
     return total
 
 

@@ -10,7 +10,12 @@ import yaml
 from helpers.runs import REPO, SCHEMA, TINY_BASE, stored, tiny_run
 from helpers.workflow import Workflow
 
-from nowrongturns.analyses.interpolation import interpolate, monotone_summary
+from nowrongturns.analyses.interpolation import (
+    interpolate,
+    largest_rises,
+    monotone_summary,
+    refine,
+)
 from nowrongturns.analyses.orthogonal import orthogonal
 from nowrongturns.analyses.plane import plane
 from nowrongturns.analyses.sharpness import sharpness
@@ -42,7 +47,7 @@ def test_quadratic_sharpness_is_the_largest_eigenvalue_of_a_everywhere(quadratic
     )
     assert len(table) == len(stored(trajectory)["checkpoint_steps"]) - 1
     np.testing.assert_allclose(table["lambda_max"], 1.0, rtol=1e-4)
-    np.testing.assert_allclose(table["two_over_lr"], 2 / run["lr"])
+    np.testing.assert_allclose(table["threshold"], 2 / run["lr"])  # plain SGD
     assert (table["iterations"] <= 20).all()
     assert pd.read_parquet(tmp_path / "sharpness.parquet").equals(table)
 
@@ -89,6 +94,41 @@ def test_rosenbrock_straight_path_is_not_monotone_somewhere(tmp_path):
     # The summary agrees with the table: the worst segment does climb by that much.
     worst = table[table["step"] == summary["largest_bump_step"]].sort_values("alpha")["loss"]
     assert (worst.cummax() - worst.cummin()).max() >= summary["largest_bump"]
+
+
+@pytest.mark.slow
+def test_refined_rosenbrock_interpolation_finds_higher_rises_than_the_grid(tmp_path):
+    run = DEFAULT_RUNS["rosenbrock"]  # 2000 steps: the valley's bouncing, where segments rise
+    trajectory = tmp_path / "trajectory.h5"
+    train(run, trajectory, device="cpu", run_name="rosenbrock")
+    grid = interpolate(trajectory, tmp_path / "grid.parquet", "r", device="cpu")
+    out = tmp_path / "refined.parquet"
+    refined = interpolate(trajectory, out, "r", refine_to=0.01, device="cpu")
+    assert pd.read_parquet(out).attrs["resolution"]["asked"] == 0.01
+    assert refined.attrs["resolution"]["reached"] <= 0.01
+    coarse, fine = largest_rises(grid), largest_rises(refined)
+    assert (fine >= coarse).all()  # the grid's points are all still there
+    assert (fine > 1.001 * coarse).sum() >= 3  # peaks between the grid's points
+    assert not np.isin(refined["alpha"], grid["alpha"]).all()
+
+
+def test_refinement_finds_a_bump_narrower_than_the_grid():
+    """A descent with a bump of width 0.02 in alpha between two grid points: 11 points read a
+    monotone curve; refined to 0.001, the rise is found, to within the slope over 0.001."""
+
+    def loss(alpha: float) -> float:
+        return 1 - alpha + 0.3 * max(0.0, 1 - abs(alpha - 0.553) / 0.01)
+
+    grid = np.linspace(0, 1, 11).tolist()
+    coarse = pd.DataFrame({"step": 0, "alpha": grid, "loss": [loss(a) for a in grid]})
+    assert monotone_summary(coarse)["monotone"] == 1
+    alphas, losses, reached = refine(loss, grid, coarse["loss"].tolist(), 0.001)
+    assert reached <= 0.001 and len(alphas) < 60  # bisected near the bump, not everywhere
+    fine = pd.DataFrame({"step": 0, "alpha": alphas, "loss": losses})
+    summary = monotone_summary(fine)
+    assert summary["monotone"] == 0
+    # The true rise: from 1 - 0.543 at the bump's foot to 1 - 0.553 + 0.3 at its peak.
+    assert summary["largest_bump"] == pytest.approx(0.29, abs=0.01)
 
 
 def test_monotone_summary_finds_a_bump_and_ignores_rounding():
@@ -208,6 +248,16 @@ def test_config_refuses_an_unknown_analysis_or_setting_naming_it(analyses, named
 
 def test_an_analysis_switched_on_takes_its_default_settings():
     analyses = validate_config({"analyses": {"sharpness": True}}, SCHEMA)["analyses"]
-    assert analyses["sharpness"] == {"examples": 512, "iterations": 20, "tolerance": 1e-4}
-    assert analyses["interpolation"] == {"points": 11, "examples": 128}
+    assert analyses["sharpness"] == {
+        "examples": 512,
+        "iterations": 20,
+        "tolerance": 1e-4,
+        "batches": 4,
+    }
+    assert analyses["interpolation"] == {
+        "points": 11,
+        "examples": 128,
+        "refine": True,
+        "resolution": 0.01,
+    }
     assert analyses["plane"] is False and analyses["orthogonal"] is False

@@ -8,11 +8,11 @@ import pytest
 import torch
 from helpers.runs import corrupted_copy
 
+from nowrongturns.config.sizes import checkpoint_steps
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
 from nowrongturns.replay.stage import TOLERANCE, Replay
 from nowrongturns.tasks.load import load_task
-from nowrongturns.train.stage import checkpoint_steps
 from nowrongturns.trajectory.format import TrajectoryError
 from nowrongturns.trajectory.reader import TrajectoryReader
 from nowrongturns.trajectory.state import load_flat
@@ -52,6 +52,14 @@ def test_checkpoint_cadence():
     assert checkpoint_steps(35, dense_first=10, every=10) == [*range(10), 10, 20, 30, 35]
     assert checkpoint_steps(30, dense_first=3, every=7) == [0, 1, 2, 7, 14, 21, 28, 30]
     assert checkpoint_steps(2, dense_first=10, every=10) == [0, 1, 2]
+    # Every half epoch of 7 steps: the steps nearest to 3.5 k (halves up), `every` unused.
+    by_epochs = checkpoint_steps(30, 3, 10, every_epochs=0.5, steps_per_epoch=7)
+    assert by_epochs == [0, 1, 2, 4, 7, 11, 14, 18, 21, 25, 28, 30]
+    # The same share of training apart at any batch size: 4 an epoch at 100 or 13 steps an epoch.
+    for steps_per_epoch in (100, 13):
+        total = 20 * steps_per_epoch
+        count = len(checkpoint_steps(total, 1, 1, 0.25, steps_per_epoch))
+        assert count == 1 + 79 + 1  # step 0, 79 quarters before the end, the last
 
 
 def test_step_row_t_takes_checkpoint_t_to_t_plus_1(trained):

@@ -6,7 +6,7 @@ import pytest
 from helpers.runs import SCHEMA
 
 from nowrongturns.config import validate_config
-from nowrongturns.report.claims import claim_statements, claims_table, write_claims
+from nowrongturns.report.claims import claim_statements, claims_table, run_claims, write_claims
 
 CONFIG = validate_config(
     {
@@ -101,17 +101,35 @@ def test_one_row_per_run_with_its_settings(table):
 
 
 def test_share_of_positive_gamma_over_the_first_95_percent(table):
-    # Steps 0..18: 7 of 8 sampled gammas > 0; step 19 (t/T = 0.95, both negative) is left out.
-    assert table.loc["base", "gamma_positive_share"] == pytest.approx(7 / 8)
-    assert table.loc["valley", "gamma_positive_share"] == pytest.approx(0.5)
+    # Each checkpoint weighs the share of training up to the next: steps 0, 2, 10, 18 of 20 stand
+    # for 0.1, 0.4, 0.4 and 0.05; step 19 (t/T = 0.95, both negative) is left out. All positive
+    # but one minibatch of step 0: 0.9 of the 0.95.
+    assert table.loc["base", "gamma_positive_share"] == pytest.approx(0.9 / 0.95)
+    # Negative at step 2 (0.4 of training), positive at step 10 (the last, up to w*: 0.5).
+    assert table.loc["valley", "gamma_positive_share"] == pytest.approx(0.5 / 0.9)
     assert table.loc["seed=1", "gamma_positive_share"] == 1
 
 
-def test_median_and_mean_over_every_sampled_minibatch(table):
-    # base's ten gammas: -0.5 -0.5 -0.2 0.1 0.2 0.2 0.2 0.3 0.4 0.4
+def test_median_and_mean_over_every_sampled_minibatch_weighted_by_share_of_training(table):
+    # base's ten gammas and each one's weight (its checkpoint's share over its 2 minibatches):
+    # -0.5 -0.5 (0.025) -0.2 (0.05) 0.1 (0.2) 0.2 0.2 (0.2) 0.2 (0.025) 0.3 (0.2) 0.4 (0.05)
+    # 0.4 (0.025): half the weight is at or below 0.2.
     assert table.loc["base", "median_gamma"] == pytest.approx(0.2)
     assert table.loc["base", "median_z"] == pytest.approx(2.0)
-    assert table.loc["base", "mean_gamma"] == pytest.approx(0.06)
+    assert table.loc["base", "mean_gamma"] == pytest.approx(0.16)
+
+
+def test_a_checkpoint_weighs_the_share_of_training_it_stands_for():
+    """Ten dense checkpoints (steps 0..9 of 100) where gamma < 0, then one at step 10, standing
+    for the 90 steps to the end, where gamma > 0: gamma is positive over 90 % of training,
+    though over 1 checkpoint of 11."""
+    checkpoints = {s: {"gamma": [-0.1], "rsi": [1], "eb": [1]} for s in range(10)}
+    checkpoints[10] = {"gamma": [0.3], "rsi": [1], "eb": [1]}
+    table = geometry("base", checkpoints).assign(progress=lambda t: t["step"] / 100)
+    claims = run_claims(table)
+    assert claims["gamma_positive_share"] == pytest.approx(0.9)
+    assert claims["mean_gamma"] == pytest.approx(0.1 * -0.1 + 0.9 * 0.3)
+    assert claims["median_gamma"] == pytest.approx(0.3)
 
 
 def test_the_controls_beside_gamma(table):
@@ -138,7 +156,7 @@ def test_rsi_and_eb_within_a_factor_of_2_over_the_middle_80_percent(table):
 
 
 def test_batch_size_levels_ranked_by_mean_gamma_averaged_over_seeds(table):
-    # Level 64 is base and seed=1: (0.06 + 1.0) / 2 = 0.53, above 16's 0.5 and 256's 0.01.
+    # Level 64 is base and seed=1: (0.16 + 1.0) / 2 = 0.58, above 16's 0.5 and 256's 0.01.
     ranks = table["batch_size_gamma_rank"]
     assert ranks.drop("valley").to_dict() == {
         "base": 3,
@@ -149,7 +167,7 @@ def test_batch_size_levels_ranked_by_mean_gamma_averaged_over_seeds(table):
     assert pd.isna(ranks["valley"])  # at no level of the batch_size ablation
     statements = claim_statements(table, CONFIG)
     batch = statements.loc[3, "our runs"]
-    assert "16: 0.500, 64: 0.530, 256: 0.010" in batch and "not increasing" in batch
+    assert "16: 0.500, 64: 0.580, 256: 0.010" in batch and "not increasing" in batch
 
 
 def test_schedule_family_from_schedule_json_or_empty(table):
@@ -157,8 +175,8 @@ def test_schedule_family_from_schedule_json_or_empty(table):
     assert table["schedule_family"].drop("base").isna().all()
     statements = claim_statements(table, CONFIG)["our runs"]
     assert statements[4] == "fitted family: base warmup_cosine."
-    # 7 of 8 for base, 1 of 2 for valley: the runs below 100 %, by name.
-    assert statements[0].endswith("of 5 runs; in the others: base 87.5%, valley 50.0%.")
+    # 0.9 of 0.95 for base, 0.5 of 0.9 for valley: the runs below 100 %, by name.
+    assert statements[0].endswith("of 5 runs; in the others: base 94.7%, valley 55.6%.")
 
 
 def test_claims_csv_and_html_hold_the_table(tmp_path, table):
@@ -166,7 +184,7 @@ def test_claims_csv_and_html_hold_the_table(tmp_path, table):
     write_claims(TABLES, [], CONFIG, csv, html)
     written = pd.read_csv(csv, index_col="run")
     assert list(written.columns) == list(table.columns)
-    assert written.loc["base", "gamma_positive_share"] == pytest.approx(7 / 8)
+    assert written.loc["base", "gamma_positive_share"] == pytest.approx(0.9 / 0.95)
     page = html.read_text()
     assert "The paper's claims beside our runs" in page and "valley" in page
     assert not list(tmp_path.glob(".*"))  # no temporary file left

@@ -10,7 +10,9 @@ from nowrongturns.config import ConfigError, ablation_levels, expand_runs, valid
 def test_defaults_fill_every_key():
     config = validate_config({}, SCHEMA)
     assert config["base"]["batch_size"] == 64
-    assert config["base"]["checkpoint"] == {"dense_first": 10, "every": 10}
+    assert config["base"]["checkpoint"] == {"dense_first": 10, "every": 10, "every_epochs": None}
+    assert config["base"]["batch_shards"] == 1
+    assert config["measure"]["full_batch_chunk"] == "batch"
     assert config["measure"]["samples"] == 8
     assert config["resources"]["measure"] == {
         "threads": 1,
@@ -169,7 +171,7 @@ def pydoc_training_windows(context: int) -> int:
         ({"base": {"schedule": "file", "schedule_file": "no/such.json"}}, "base.schedule_file"),
         (
             {"base": {"model": "resnet18", "batch_size": 2}, "train": {"processes": 2}},
-            "base.batch_size: 2 in 2 process(es) gives the BatchNorm of resnet18's 1-pixel map one",
+            "base.batch_size: 2 in 2 shard(s) (train.processes x batch_shards) gives the BatchNorm",
         ),
         (
             {"base": {"model": "resnet18"}, "measure": {"full_batch_chunk": 1437}},

@@ -10,11 +10,11 @@ import torch
 from helpers.runs import tiny_run
 
 from nowrongturns.config import sizes
+from nowrongturns.config.sizes import checkpoint_steps
 from nowrongturns.models import MODELS, build_model
 from nowrongturns.optim.optimizers import BUILTIN_OPTIMIZERS, build_optimizer
 from nowrongturns.optim.state import state_size
 from nowrongturns.tasks.load import load_task
-from nowrongturns.train.stage import checkpoint_steps
 from nowrongturns.trajectory.format import STEP_COLUMNS
 
 # (task, model, sizes) covering every model, at sizes other than the defaults where they matter.

@@ -3,9 +3,11 @@ loss there of a fixed evaluation set of training examples.
 
 The loss is taken as the measured gradients are (measure/gradients.py): the model in train mode, so
 that BatchNorm normalizes by the statistics of the examples evaluated (the running statistics stored
-with a checkpoint play no part), without augmentation; each chunk's loss is computed from the
-outputs cast to float64 and the chunks are summed in float64, so that losses along a segment compare
-to well below float32's rounding of one example's loss.
+with a checkpoint play no part), in chunks of one shard of the run's minibatch where the model has
+BatchNorm (batch_size / shards, as the full-batch gradient's `full_batch_chunk: batch`: each chunk
+normalized as training normalized a shard), without augmentation; each chunk's loss is computed
+from the outputs cast to float64 and the chunks are summed in float64, so that losses along a
+segment compare to well below float32's rounding of one example's loss.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable
 import torch
 
 from nowrongturns.config.factories import require_trusted
-from nowrongturns.measure.gradients import FULL_BATCH_CHUNK
+from nowrongturns.measure.gradients import chunk_examples
 from nowrongturns.models import build_model, resolve_device
 from nowrongturns.precision import apply_precision
 from nowrongturns.step import EVALUATION, seeded_generator
@@ -49,8 +51,9 @@ class PathModel:
         device: str,
         trusted: Iterable[str],
         examples: int,
-        chunk: int = FULL_BATCH_CHUNK,
+        chunk: int | None = None,
     ):
+        """`chunk`: examples per chunk; None: as `full_batch_chunk: batch` chunks."""
         require_trusted(traj.config, trusted, traj.path)
         apply_precision("fp32")  # strict: losses along a segment differ in their last digits
         self.traj, self.device = traj, resolve_device(device)
@@ -58,6 +61,9 @@ class PathModel:
         self.model = build_model(traj.config, self.task).to(self.device).train()
         self.params = list(self.model.parameters())
         self.indices = evaluation_indices(traj.config["seed"], self.task.train_size, examples)
+        if chunk is None:
+            chunk = chunk_examples("batch", traj.config["batch_size"], traj.shards, self.model)
+        self.chunk = chunk
         # Held on the device: the same examples are evaluated at every point.
         self.chunks = [self.task.batch(part) for part in self.indices.split(chunk)]
         # The buffers of w* (BatchNorm's running statistics, unused in train mode).

@@ -1,81 +1,71 @@
-"""Sharpness along the path: at each measured checkpoint the top eigenvalue lambda_max of the
-Hessian of the loss on a fixed chunk of training examples (the full batch where the task has
-fewer), in train mode (evaluation.py), beside 2 / lr, where plain gradient descent on a quadratic
-of that curvature stops being stable (the edge of stability, Cohen et al. 2021).
+"""Sharpness along the path, against the optimizer's own stability threshold: at each measured
+checkpoint the top eigenvalue lambda_max of the Hessian of the loss on a fixed set of training
+examples (the full batch where the task has fewer), in train mode (evaluation.py), taken in chunks
+of one shard of a training minibatch; the curvature of sampled training minibatches along their
+own gradients (batch sharpness, what hovers at the edge under SGD: Andreyev & Beneventano 2024);
+and for Adam the top eigenvalue of its preconditioned Hessian P^-1 H, P from the stored second
+moments (what settles at Adam's threshold: Cohen et al. 2022).
 
     nwt sharpness results/runs/base/trajectory.h5 --out results/runs/base/sharpness.parquet \
-        --examples 512 --iterations 20 --tolerance 1e-4
+        --examples 512 --iterations 20 --tolerance 1e-4 --batches 4
 
-Lanczos on Hessian-vector products: the gradient's graph is built once per checkpoint (one
-forward and backward pass with create_graph), then each product is one more backward pass through
-it (double backward). The Lanczos vectors, their dot products and the tridiagonal matrix are
-float64 (fully reorthogonalized: `iterations` vectors of the parameter count held); the products
-themselves are float32, as the model is.
+Lanczos on Hessian-vector products accumulated over chunks (curvature.py): memory of one chunk's
+double backward, whatever `examples`. The Lanczos vectors, their dot products and the tridiagonal
+matrix are float64 (fully reorthogonalized: `iterations` vectors of the parameter count held).
 
-Columns: step, progress, lambda_max, lr (the step's learning rate), two_over_lr, iterations (the
-products taken), residual (the Ritz residual, relative to lambda_max).
+Columns: step, progress, lambda_max, threshold (the optimizer's own: 2/lr, 2(1 + beta)/lr, or for
+Adam 2(1 + beta1)/((1 - beta1) lr), of lambda_max_preconditioned), converged and residual (the
+largest relative Ritz residual of the checkpoint's Lanczos runs, against `tolerance`), iterations,
+lr, batch_sharpness (NaN with --batches 0), lambda_max_preconditioned (NaN but for Adam, and at
+step 0, before Adam has moments).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
 
+from nowrongturns.analyses.curvature import (
+    adam_preconditioner,
+    batch_sharpness,
+    hessian_product,
+    preconditioned,
+    stability_threshold,
+    top_eigenvalue,
+)
 from nowrongturns.analyses.evaluation import PathModel
+from nowrongturns.distributed import shards as shard_positions
 from nowrongturns.files import written
+from nowrongturns.optim.optimizers import build_optimizer
 from nowrongturns.progress import Progress
-from nowrongturns.step import LANCZOS_START, seeded_generator
+from nowrongturns.step import AUGMENT_SAMPLED, LANCZOS_START, SAMPLED, seeded_generator
+from nowrongturns.tasks.augment import Draw
 from nowrongturns.trajectory.reader import TrajectoryReader
 
-
-def top_eigenvalue(
-    product: Callable[[torch.Tensor], torch.Tensor],
-    start: torch.Tensor,
-    iterations: int,
-    tolerance: float,
-) -> tuple[float, int, float]:
-    """(lambda_max, products taken, relative Ritz residual) of the symmetric operator `product`
-    (float64 vector -> float64 vector), by Lanczos from `start`, stopping once the residual
-    ||H s - theta s|| of the top Ritz pair is at most `tolerance` |theta| (for a symmetric
-    matrix, an eigenvalue lies that close to theta) or the Krylov space is exhausted."""
-    basis = [start / start.norm()]
-    diagonal, off_diagonal = [], []
-    theta, residual = 0.0, np.inf
-    for used in range(1, iterations + 1):
-        vector = product(basis[-1])
-        diagonal.append(float(basis[-1] @ vector))
-        # Full reorthogonalization, twice ("twice is enough"): in floating point the plain
-        # three-term recurrence loses orthogonality once an eigenvalue converges.
-        stacked = torch.stack(basis)
-        for _ in range(2):
-            vector = vector - stacked.T @ (stacked @ vector)
-        beta = float(vector.norm())
-        tridiagonal = np.diag(diagonal) + np.diag(off_diagonal, 1) + np.diag(off_diagonal, -1)
-        values, vectors = np.linalg.eigh(tridiagonal)
-        theta = float(values[-1])
-        residual = beta * abs(vectors[-1, -1]) / max(abs(theta), 1e-300)
-        if residual <= tolerance or beta <= 1e-12 * max(abs(theta), 1e-300):
-            return theta, used, residual
-        off_diagonal.append(beta)
-        basis.append(vector / beta)
-    return theta, iterations, residual
+PRECONDITIONED = ("adam", "adamw")  # the optimizers whose preconditioner is read from the state
 
 
-def hessian_product(path: PathModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v -> H v at the model's current weights, for the loss of `path`'s one chunk."""
-    inputs, targets = path.chunks[0]
-    loss = path.chunk_loss(inputs, targets)
-    gradient = torch.autograd.grad(loss, path.params, create_graph=True)
-    flat = torch.cat([part.reshape(-1) for part in gradient])
+def sharpness_batches(seed: int, step: int, train_size: int, batch_size: int, count: int):
+    """The first `count` sampled minibatches of checkpoint `step`, with their draws: those of the
+    measure stage's source `sampled` (measure/gradients.py)."""
+    sampler = seeded_generator(seed, SAMPLED, step)
+    return [
+        (
+            torch.randperm(train_size, generator=sampler)[:batch_size],
+            Draw(AUGMENT_SAMPLED, (step, n)),
+        )
+        for n in range(count)
+    ]
 
-    def product(vector: torch.Tensor) -> torch.Tensor:
-        parts = torch.autograd.grad(flat @ vector.to(flat.dtype), path.params, retain_graph=True)
-        return torch.cat([part.reshape(-1) for part in parts]).double()
 
-    return product
+def _minibatch_shards(path: PathModel, indices, draw, shards: int):
+    inputs, targets = path.task.batch(indices, draw=draw)
+    for part in shard_positions(len(indices), shards):
+        yield inputs[part], targets[part], 1 / shards
 
 
 def sharpness(
@@ -85,19 +75,26 @@ def sharpness(
     examples: int = 512,
     iterations: int = 20,
     tolerance: float = 1e-4,
+    batches: int = 4,
     device: str = "auto",
     trusted: Iterable[str] = (),
 ) -> pd.DataFrame:
-    """The sharpness table of a trajectory: lambda_max at each measured checkpoint."""
-    if iterations < 1 or not tolerance > 0:
+    """The sharpness table of a trajectory: one row per measured checkpoint."""
+    if iterations < 1 or not tolerance > 0 or batches < 0:
         raise ValueError(
-            f"iterations (analyses.sharpness.iterations) must be at least 1 and "
-            f"tolerance positive, not {iterations} and {tolerance}"
+            f"iterations (analyses.sharpness.iterations) must be at least 1, tolerance "
+            f"positive and batches at least 0, not {iterations}, {tolerance} and {batches}"
         )
     with TrajectoryReader(trajectory) as traj:
-        # One chunk: the Hessian of one loss, BatchNorm normalizing by all its examples at once.
-        path = PathModel(traj, device, trusted, examples, chunk=examples)
-        generator = seeded_generator(traj.config["seed"], LANCZOS_START)
+        run = traj.config
+        # Chunks of one shard of a minibatch, with or without BatchNorm: a product's memory is
+        # then that of about one training step.
+        shard = run["batch_size"] // traj.shards
+        path = PathModel(traj, device, trusted, examples, chunk=shard)
+        chunks = [(i, t, len(t) / len(path.indices)) for i, t in path.chunks]
+        loss_of = path.chunk_loss
+        optimizer = build_optimizer(run, path.model)
+        generator = seeded_generator(run["seed"], LANCZOS_START)
         start = torch.randn(traj.param_count, generator=generator, dtype=torch.float64)
         start = start.to(path.device)
         measured = path.measured()
@@ -106,26 +103,54 @@ def sharpness(
         progress = Progress(f"sharpness {run_name}", len(measured), "checkpoint")
         rows = []
         for done, index in enumerate(measured, 1):
+            step = int(steps[index])
             path.set_weights(path.checkpoint(index))
-            rows.append(top_eigenvalue(hessian_product(path), start, iterations, tolerance))
+            product = hessian_product(loss_of, path.params, chunks)
+            lambda_max, used, residual = top_eigenvalue(product, start, iterations, tolerance)
+            preconditioned_max = math.nan
+            if run["optimizer"] in PRECONDITIONED:
+                state = traj.optimizer_state(index)
+                scale = adam_preconditioner(optimizer, run["optimizer"], state, path.params)
+                if scale is not None:
+                    scaled = preconditioned(product, scale.to(path.device))
+                    preconditioned_max, more, other = top_eigenvalue(
+                        scaled, start, iterations, tolerance
+                    )
+                    used, residual = used + more, max(residual, other)
+            sampled = sharpness_batches(
+                run["seed"], step, path.task.train_size, run["batch_size"], batches
+            )
+            along_gradient = [
+                batch_sharpness(
+                    loss_of, path.params, _minibatch_shards(path, idx, draw, traj.shards)
+                )
+                for idx, draw in sampled
+            ]
+            rows.append(
+                {
+                    "lambda_max": lambda_max,
+                    "threshold": stability_threshold(run, lrs[index], optimizer),
+                    "converged": residual <= tolerance,
+                    "residual": residual,
+                    "iterations": used,
+                    "batch_sharpness": float(np.mean(along_gradient)) if batches else math.nan,
+                    "lambda_max_preconditioned": preconditioned_max,
+                }
+            )
             if progress.advance(done) or done == len(measured):
-                progress.line(step=int(steps[index]), lambda_max=rows[-1][0])
+                progress.line(step=step, lambda_max=lambda_max)
         progress.close()
         total_steps = traj.total_steps
-    values = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    columns = ["lambda_max", "threshold", "converged", "residual", "iterations"]
+    columns += ["batch_sharpness", "lambda_max_preconditioned"]
+    values = pd.DataFrame(rows, columns=columns)
     table = pd.DataFrame(
-        {
-            "run": run_name,
-            "step": steps,
-            "progress": steps / total_steps,
-            "lambda_max": values[:, 0],
-            "lr": lrs,
-            "two_over_lr": 2.0 / lrs,
-            "iterations": values[:, 1].astype(np.int64),
-            "residual": values[:, 2],
-        }
+        {"run": run_name, "step": steps, "progress": steps / total_steps, "lr": lrs}
     )
+    table = pd.concat([table, values.astype({"converged": bool, "iterations": np.int64})], axis=1)
     table.attrs["examples"] = len(path.indices)
+    table.attrs["chunk"] = path.chunk
+    table.attrs["batches"] = batches
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table

@@ -246,6 +246,7 @@ def cmd_interpolation(args) -> None:
         _run_name(args),
         points=args.points,
         examples=args.examples,
+        refine_to=args.resolution if args.refine else None,
         device=args.device,
         trusted=args.trust,
     )
@@ -262,6 +263,7 @@ def cmd_sharpness(args) -> None:
         examples=args.examples,
         iterations=args.iterations,
         tolerance=args.tolerance,
+        batches=args.batches,
         device=args.device,
         trusted=args.trust,
     )

@@ -10,7 +10,9 @@ the K - 1 measured checkpoints, 1 (the train batch) +
 `full_batch_every`-th (and the first and last measured) a pass over the N training examples, N / B
 minibatch-equivalents; dense replay, T more. A trajectory holds K checkpoints of 4 (P + Q + S) bytes
 (parameters, buffers, optimizer state, in float32). N comes from the task where it is embedded, from
-the official releases' sizes where it is on disk; P, Q and S are counted without building the model
+the examples `data_dir` holds where they can be counted by listing (ImageNet's folders), else from
+the official release's size (column `examples_from` says which); `shards` is each minibatch's
+replica batches (train.processes x batch_shards); P, Q and S are counted without building the model
 (config/sizes.py, as the config checks count them), except for a run naming code of its own, whose
 model is built.
 """
@@ -41,11 +43,12 @@ def built_trajectory(run: dict) -> dict[str, int]:
     return sizes.trajectory_sizes(run, task.train_size, params, values)
 
 
-def plan_run(run: dict, measure: dict) -> dict:
+def plan_run(run: dict, measure: dict, processes: int = 1) -> dict:
     from nowrongturns.measure.gradients import Sources
 
     own_code = run["model"] not in sizes.MODELS or is_factory(run["task"])
     planned = built_trajectory(run) if own_code else sizes.planned_trajectory(run)
+    counted_from = "task" if own_code else sizes.task_facts(run).counted_from
     examples, steps, batch = planned["examples"], planned["steps"], run["batch_size"]
     measured = planned["checkpoints"] - 1
     per_checkpoint = 1 + measure["samples"] + measure["random_labels"] + measure["fixed_batches"]
@@ -56,6 +59,8 @@ def plan_run(run: dict, measure: dict) -> dict:
     measure_passes = measured * per_checkpoint + full * examples / batch
     return {
         "examples": examples,
+        "examples_from": counted_from,
+        "shards": processes * run["batch_shards"],
         "steps": steps,
         "checkpoints": planned["checkpoints"],
         "train_passes": steps,
@@ -74,7 +79,8 @@ def plan(config: dict) -> pd.DataFrame:
     from nowrongturns.config import expand_runs
 
     runs = expand_runs(config)
-    rows = {name: plan_run(run, config["measure"]) for name, run in runs.items()}
+    processes = config["train"]["processes"]
+    rows = {name: plan_run(run, config["measure"], processes) for name, run in runs.items()}
     if config["schedule"]["retrain"]:
         for loop in ("derived", "cosine"):  # trained, not measured
             rows[f"base--{loop}"] = {

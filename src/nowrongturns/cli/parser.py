@@ -9,6 +9,22 @@ from nowrongturns.precision import PRECISIONS
 from nowrongturns.schedule.fit import FAMILIES
 
 
+def boolean(text: str) -> bool:
+    """True or False, as the workflow writes a config's booleans."""
+    if text not in ("True", "False"):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither True nor False")
+    return text == "True"
+
+
+def chunk_size(text: str) -> str | int:
+    """'batch', or a positive number of examples."""
+    if text == "batch":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'batch' nor a positive integer")
+    return int(text)
+
+
 def _compute_options(stage: argparse.ArgumentParser, precision: str | None = None) -> None:
     """Where a stage that runs the model computes, and how its data are loaded."""
     stage.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -109,7 +125,10 @@ def parser() -> argparse.ArgumentParser:
         help="minibatches drawn once per run and measured at every checkpoint (source fixed)",
     )
     measure.add_argument(
-        "--full-batch-chunk", type=int, default=4096, help="examples per chunk of the full pass"
+        "--full-batch-chunk",
+        type=chunk_size,
+        default="batch",
+        help="examples per chunk of the full pass, or 'batch': one shard of a minibatch each",
     )
     measure.add_argument(
         "--checkpoints",
@@ -292,11 +311,20 @@ def analyses(stages) -> None:
         "--points", type=int, default=11, help="values of alpha, 0 to 1 inclusive (at least 11)"
     )
     _examples_option(interpolation, "evaluation set", 128)
+    interpolation.add_argument(
+        "--refine",
+        type=boolean,
+        default=True,
+        help="True: bisect where the loss rises, down to --resolution (False: the grid alone)",
+    )
+    interpolation.add_argument(
+        "--resolution", type=float, default=0.01, help="the narrowest interval of alpha bisected"
+    )
 
     sharpness = _analysis(
         stages,
         "sharpness",
-        "the top Hessian eigenvalue at each checkpoint, beside 2 / lr",
+        "the top Hessian eigenvalue at each checkpoint, beside the optimizer's threshold",
         "sharpness.parquet",
     )
     _examples_option(sharpness, "chunk whose loss' Hessian is taken")
@@ -308,6 +336,12 @@ def analyses(stages) -> None:
         type=float,
         default=1e-4,
         help="stop once the Ritz residual is below tolerance * lambda_max",
+    )
+    sharpness.add_argument(
+        "--batches",
+        type=int,
+        default=4,
+        help="sampled training minibatches whose curvature along their gradient is averaged",
     )
 
     plane = _analysis(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 # The split is a property of the task, not of the run: every run (any seed) sees the same split.
 SPLIT_SEED = 0
@@ -50,6 +52,35 @@ class TaskFacts:
     input_shape: tuple[int, ...]
     train_examples: int
     exact: bool  # counted from the task itself, not from an official release's size on disk
+    counted_from: str = "task"  # "task", "data_dir" (the examples it holds), or "official size"
+
+
+# The file names torchvision's ImageFolder reads as images (datasets.folder.IMG_EXTENSIONS).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def imagenet_train_images(run: dict) -> int | None:
+    """The training images under `data_dir`/train/<class>/, counted by listing (none opened),
+    as ImageFolder finds them; None where that folder is absent."""
+    if not run.get("data_dir"):
+        return None
+    return _images_in_class_folders(Path(run["data_dir"]).expanduser() / "train")
+
+
+@functools.cache
+def _images_in_class_folders(root: Path) -> int | None:
+    """Files with an image's name in the class folders of `root`, walked as ImageFolder walks
+    them (os.walk reads each directory's entries once, without a stat per file: a second or
+    so for ImageNet's 1.28 M); once per process, as every run of a config asks."""
+    if not root.is_dir():
+        return None
+    folders = [entry.path for entry in os.scandir(root) if entry.is_dir()]
+    return sum(
+        name.lower().endswith(IMAGE_EXTENSIONS)
+        for folder in folders
+        for _, _, names in os.walk(folder, followlinks=True)
+        for name in names
+    )
 
 
 def validation_count(size: int) -> int:
@@ -100,15 +131,22 @@ def task_facts(run: dict) -> TaskFacts:
         return TaskFacts("objective", 2, (0,), _split_train(OBJECTIVE_EXAMPLES), exact=True)
     if task in ("cifar10", "cifar100"):
         classes = 10 if task == "cifar10" else 100
-        return TaskFacts("classification", classes, (3, 32, 32), TRAIN_EXAMPLES[task], False)
+        shape = (3, 32, 32)
+        return TaskFacts(
+            "classification", classes, shape, TRAIN_EXAMPLES[task], False, "official size"
+        )
     if task == "imagenet":
-        return TaskFacts("classification", 1000, (3, 224, 224), TRAIN_EXAMPLES[task], False)
+        present = imagenet_train_images(run)
+        if present is not None:
+            return TaskFacts("classification", 1000, (3, 224, 224), present, True, "data_dir")
+        official = TRAIN_EXAMPLES[task]
+        return TaskFacts("classification", 1000, (3, 224, 224), official, False, "official size")
     if task == "wikitext2":
         windows = WIKITEXT2_TRAIN_TOKENS // (run["context"] + 1)
-        return TaskFacts("language", 33_278, (run["context"],), windows, exact=False)
+        return TaskFacts("language", 33_278, (run["context"],), windows, False, "official size")
     if task == "vaihingen":
         shape = (3, run["tile"], run["tile"])
-        return TaskFacts("segmentation", 6, shape, TRAIN_EXAMPLES[task], exact=False)
+        return TaskFacts("segmentation", 6, shape, TRAIN_EXAMPLES[task], False, "official size")
     raise ValueError(f"task {task!r} is unknown")
 
 
@@ -318,9 +356,50 @@ def state_sizes(run: dict, facts: TaskFacts) -> tuple[int, int, int]:
     return counts.params, counts.buffers, optimizer.get(run["optimizer"], bound)
 
 
-def checkpoint_count(total_steps: int, dense_first: int, every: int) -> int:
-    """len(train.checkpoint_steps(...)) in closed form: steps 0..dense_first-1, the multiples of
-    `every` from dense_first on, and the last step T."""
+def epoch_checkpoint_steps(
+    total_steps: int, steps_per_epoch: int, every_epochs: float
+) -> list[int]:
+    """The k-th checkpoint of a cadence in epochs is at step round(k x every_epochs x steps per
+    epoch) (halves up), k = 1, 2, ... below T: the same points in progress whatever the batch
+    size. Refused where that is more often than every step."""
+    interval = every_epochs * steps_per_epoch
+    if interval < 1:
+        raise ValueError(
+            f"checkpoint.every_epochs {every_epochs} x {steps_per_epoch} steps an epoch is "
+            "less than one step between checkpoints"
+        )
+    count = math.ceil(total_steps / interval) + 1
+    return [s for k in range(1, count) if (s := math.floor(k * interval + 0.5)) < total_steps]
+
+
+def checkpoint_steps(
+    total_steps: int,
+    dense_first: int,
+    every: int,
+    every_epochs: float | None = None,
+    steps_per_epoch: int | None = None,
+) -> list[int]:
+    """Steps 0..dense_first-1, then every `every`-th step (or every `every_epochs` epochs of
+    `steps_per_epoch` steps), then always the last step T."""
+    dense = range(min(dense_first, total_steps))
+    if every_epochs is None:
+        sparse = range(-(-dense_first // every) * every, total_steps, every)
+    else:
+        sparse = epoch_checkpoint_steps(total_steps, steps_per_epoch, every_epochs)
+    return sorted({*dense, *(s for s in sparse if s >= dense_first), total_steps})
+
+
+def checkpoint_count(
+    total_steps: int,
+    dense_first: int,
+    every: int,
+    every_epochs: float | None = None,
+    steps_per_epoch: int | None = None,
+) -> int:
+    """len(checkpoint_steps(...)); in closed form for a cadence in steps (configs of any size are
+    counted): steps 0..dense_first-1, the multiples of `every` from dense_first on, the last T."""
+    if every_epochs is not None:
+        return len(checkpoint_steps(total_steps, dense_first, every, every_epochs, steps_per_epoch))
     sparse = max(0, -(-total_steps // every) - -(-dense_first // every))
     return min(dense_first, total_steps) + sparse + 1
 
@@ -336,8 +415,9 @@ def planned_trajectory(run: dict) -> dict[str, int]:
 def trajectory_sizes(run: dict, examples: int, params: int, values: int) -> dict[str, int]:
     """planned_trajectory of a run whose task has `examples` training examples and whose
     checkpoints hold `values` float32 values each (`params` of them parameters)."""
-    steps = run["epochs"] * (examples // run["batch_size"])
-    checkpoints = checkpoint_count(steps, **run["checkpoint"])
+    steps_per_epoch = examples // run["batch_size"]
+    steps = run["epochs"] * steps_per_epoch
+    checkpoints = checkpoint_count(steps, **run["checkpoint"], steps_per_epoch=steps_per_epoch)
     return {
         "examples": examples,
         "steps": steps,

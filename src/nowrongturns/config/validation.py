@@ -162,8 +162,12 @@ def _setting_problems(run: dict, config: dict) -> list[tuple[str, str]]:
         why = f"{run['schedule_file']!r}: no such file (schedule: file reads the lr from it)"
         problems.append(("schedule_file", why))
     processes, batch = config["train"]["processes"], run["batch_size"]
-    if batch % processes:
-        why = f"{batch} does not divide into train.processes = {processes}"
+    shards = processes * run["batch_shards"]
+    if batch % shards:
+        why = (
+            f"{batch} does not divide into train.processes x batch_shards = "
+            f"{processes} x {run['batch_shards']} shards"
+        )
         problems.append(("batch_size", why))
     return problems
 
@@ -201,24 +205,34 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
         at = f" at context {run['context']}" if task == "pydoc" else ""
         why = f"{run['batch_size']} exceeds the {facts.train_examples} training examples"
         problems.append(("batch_size", f"{why} of task {task}{at}"))
-    processes, batch = config["train"]["processes"], run["batch_size"]
+    batch, shards = run["batch_size"], config["train"]["processes"] * run["batch_shards"]
     pixels = sizes.smallest_batchnorm_map(run, facts)
     # BatchNorm in train mode needs two values per channel: examples x pixels of its map.
-    if pixels and batch // processes * pixels < 2:  # (0 pixels: depth is refused above)
+    if pixels and batch // shards * pixels < 2:  # (0 pixels: depth is refused above)
         why = (
-            f"{batch} in {processes} process(es) gives the BatchNorm of {model}'s "
-            f"{pixels}-pixel map one value per channel; training needs two "
-            f"(batch_size >= {-(-2 // pixels) * processes})"
+            f"{batch} in {shards} shard(s) (train.processes x batch_shards) gives the BatchNorm "
+            f"of {model}'s {pixels}-pixel map one value per channel; training needs two "
+            f"(batch_size >= {-(-2 // pixels) * shards})"
         )
         problems.append(("batch_size", why))
     measure = config["measure"]
-    last_chunk = facts.train_examples % measure["full_batch_chunk"]
+    chunk = measure["full_batch_chunk"]
+    chunk = batch // shards if chunk == "batch" else chunk
+    last_chunk = facts.train_examples % chunk
     if pixels == 1 and measure["full_batch"] and facts.exact and last_chunk == 1:
         why = (
             f"{measure['full_batch_chunk']} leaves one example in the last chunk of the "
-            f"full-batch pass, one value per channel for the BatchNorm of {model}'s 1-pixel map"
+            f"full-batch pass ({chunk} a chunk), one value per channel for the BatchNorm of "
+            f"{model}'s 1-pixel map"
         )
         problems.append(("measure.full_batch_chunk", why))
+    every_epochs = run["checkpoint"]["every_epochs"]
+    if every_epochs is not None and every_epochs * (facts.train_examples // batch) < 1:
+        why = (
+            f"{every_epochs} epochs of {facts.train_examples // batch} steps is less than one "
+            "step between checkpoints"
+        )
+        problems.append(("checkpoint", why))
     if problems:
         return problems
     max_bytes = config["train"]["max_checkpoint_gb"] * 1e9
@@ -230,10 +244,20 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
             f"its trajectory would take about {_gigabytes(total)} GB ({planned['checkpoints']} "
             f"checkpoints of {each} GB, {planned['steps']} steps), over "
             f"train.max_checkpoint_gb = {max_bytes / 1e9:g}: checkpoint less often "
-            "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb"
+            "(checkpoint.every), train fewer epochs, or raise train.max_checkpoint_gb; "
+            f"{planned['examples']} training examples, {_counted_from(facts)}"
         )
         problems.append(("", why))
     return problems
+
+
+def _counted_from(facts: sizes.TaskFacts) -> str:
+    """Where a plan's count of training examples comes from, in words."""
+    return {
+        "task": "counted from the task",
+        "data_dir": "counted in data_dir",
+        "official size": "the official release's size (data_dir absent)",
+    }[facts.counted_from]
 
 
 def _gigabytes(count: int) -> str:

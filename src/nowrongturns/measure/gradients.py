@@ -31,8 +31,25 @@ from nowrongturns.step import (
 from nowrongturns.tasks.augment import Draw
 from nowrongturns.tasks.pipeline import Request
 
-# The full-batch gradient is summed over chunks of this many examples, to bound memory.
-FULL_BATCH_CHUNK = 4096
+# Examples per chunk where chunks need not be minibatches: the most that bounds memory.
+WHOLE_CHUNK = 4096
+
+
+def couples_examples(model: torch.nn.Module) -> bool:
+    """Whether the model's output for one example depends on the others of its batch in train
+    mode: BatchNorm (of any dimension, synchronized or not) normalizes across the batch."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def chunk_examples(full_batch_chunk: str | int, batch_size: int, shards: int, model) -> int:
+    """Examples per chunk of a full-batch pass: `full_batch_chunk` examples, or with "batch"
+    one shard of a minibatch where the model normalizes across its batch, so that each chunk is
+    normalized as a shard of a training step and the full-batch gradient is the mean of minibatch
+    gradients over a partition of the training set (the last chunk holds what remains); where
+    it does not, any chunk gives that mean, and WHOLE_CHUNK takes fewer passes."""
+    if full_batch_chunk == "batch":
+        return batch_size // shards if couples_examples(model) else WHOLE_CHUNK
+    return int(full_batch_chunk)
 
 
 class GradientProbe:
@@ -100,7 +117,7 @@ class Sources:
     update: bool = True
     full_batch_every: int = 1  # the full batch at every N-th measured checkpoint, first and last
     fixed_batches: int = 0  # minibatches drawn once per run, measured at every checkpoint
-    full_batch_chunk: int = FULL_BATCH_CHUNK
+    full_batch_chunk: int = 4096  # examples (chunk_examples resolves the config's "batch")
 
     def full_batch_at(self, index: int, measured: int) -> bool:
         """Whether measured checkpoint `index` of `measured` takes the full batch."""

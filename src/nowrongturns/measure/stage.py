@@ -23,6 +23,7 @@ from nowrongturns.measure.gradients import (
     GradientProbe,
     Sources,
     checkpoint_requests,
+    chunk_examples,
     fixed_batches,
     gradients_at,
 )
@@ -79,7 +80,7 @@ def measure(
     minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
     A factory the trajectory names is imported only where `trusted` names it (config/factories.py).
     `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
-    sources = Sources(samples, full_batch, random_labels, update, **settings)
+    full_batch_chunk = settings.pop("full_batch_chunk", "batch")
     device = resolve_device(device)
     apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
@@ -87,7 +88,11 @@ def measure(
         require_trusted(run, trusted, trajectory)
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
-        probe = GradientProbe(model, task, traj.world_size, precision)
+        probe = GradientProbe(model, task, traj.shards, precision)
+        chunk = chunk_examples(full_batch_chunk, run["batch_size"], traj.shards, model)
+        sources = Sources(
+            samples, full_batch, random_labels, update, **settings, full_batch_chunk=chunk
+        )
         final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
         other_final64 = other_final_point(other_final, traj.param_count, device)
         optimizer = build_optimizer(run, model)
@@ -169,6 +174,9 @@ def measure(
         traj.param_count,
     )
     table.attrs["fixed_batches"] = [batch.tolist() for batch in fixed]
+    # How the gradients were cut: the full-batch pass's chunk, and each minibatch's shards.
+    table.attrs["full_batch_chunk"] = {"setting": full_batch_chunk, "examples": chunk}
+    table.attrs["batch_shards"] = probe.shards
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table

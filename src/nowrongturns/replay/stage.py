@@ -129,7 +129,7 @@ class Replay:
                 f"{traj.path}: no segments {first} to {last}; it has {segment_count} "
                 f"(0 to {segment_count - 1})"
             )
-        run, self.precision, self.shards = traj.config, traj.precision, traj.world_size
+        run, self.precision, self.shards = traj.config, traj.precision, traj.shards
         require_trusted(run, trusted, traj.path)
         apply_precision(self.precision)
         self.traj, self.device, self.data_workers = traj, device, data_workers
@@ -143,8 +143,8 @@ class Replay:
         steps = traj.checkpoint_steps
         self.checkpoint_index = {int(step): index for index, step in enumerate(steps)}
         self.start, self.end = int(steps[first]), int(steps[last + 1])
-        # Bit for bit only where training ran in this one process on the CPU.
-        self.exact = device.type == "cpu" and self.shards == 1
+        # Bit for bit only where training ran in one process on the CPU.
+        self.exact = device.type == "cpu" and traj.world_size == 1
         self.end_errors: list[float] = []
 
     def steps(self):

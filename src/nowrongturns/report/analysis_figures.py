@@ -64,27 +64,45 @@ def interpolation_figure(table: pd.DataFrame, run: str) -> plt.Figure:
 
 
 def sharpness_figure(table: pd.DataFrame, run: str) -> plt.Figure:
-    """lambda_max at each checkpoint beside 2 / lr, against progress, log scale."""
+    """The curvature that meets the optimizer's stability threshold, against progress: lambda_max
+    and the batch sharpness beside 2/lr or 2(1 + beta)/lr; for Adam, the preconditioned
+    lambda_max beside its threshold. A Lanczos run that did not converge is an open marker."""
     fig, ax = single_panel(f"{run}: sharpness along the path")
-    ax.plot(
-        table["progress"],
-        table["lambda_max"],
-        "o-",
-        ms=3,
-        color="C0",
-        label=r"$\lambda_{\max}$ of the Hessian (Lanczos)",
+    adaptive = table["lambda_max_preconditioned"].notna().any()
+    curves = [
+        ("lambda_max", r"$\lambda_{\max}(H)$ (Lanczos)", "C0"),
+        ("batch_sharpness", r"batch sharpness $g^\top H_B g / \|g\|^2$", "C1"),
+    ]
+    if adaptive:
+        curves.append(
+            (
+                "lambda_max_preconditioned",
+                r"$\lambda_{\max}(P^{-1}H)$ (Adam's preconditioner)",
+                "C2",
+            )
+        )
+    shown = []
+    for column, label, color in curves:
+        if table[column].isna().all():
+            continue
+        ax.plot(table["progress"], table[column], "-", lw=1, color=color, label=label)
+        for converged, fill in ((True, color), (False, "none")):
+            rows = table[table["converged"] == converged]
+            ax.plot(rows["progress"], rows[column], "o", ms=3, color=color, mfc=fill)
+        shown.append(table[column])
+    if not table["converged"].all():
+        ax.plot([], [], "o", ms=3, color="k", mfc="none", label="Lanczos not converged")
+    threshold_label = (
+        r"$2(1+\beta_1)/((1-\beta_1)\eta_t)$ (Adam, of $P^{-1}H$)"
+        if adaptive
+        else "the optimizer's stability threshold (2/η, 2(1+β)/η)"
     )
-    ax.plot(
-        table["progress"],
-        table["two_over_lr"],
-        ls="--",
-        color="k",
-        label=r"$2/\eta_t$ (stability edge of gradient descent)",
-    )
-    if (table["lambda_max"] > 0).all():
+    ax.plot(table["progress"], table["threshold"], ls="--", color="k", label=threshold_label)
+    values = pd.concat(shown) if shown else table["lambda_max"]
+    if (values.dropna() > 0).all():
         ax.set_yscale("log")
     else:
-        ax.set_yscale("symlog", linthresh=float(table["lambda_max"].abs().min() or 1e-3))
+        ax.set_yscale("symlog", linthresh=float(values.abs().min() or 1e-3))
     ax.set_xlabel(PROGRESS_LABEL)
     ax.set_ylabel("curvature")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small")

@@ -3,7 +3,10 @@
     nwt claims --config config.json --csv results/claims.csv --html results/claims.html \
         --geometry results/runs/*/geometry.parquet --schedules results/runs/*/schedule.json
 
-Per run (one row of claims.csv), from the `sampled` minibatches of its geometry table:
+Per run (one row of claims.csv), from the `sampled` minibatches of its geometry table, each
+checkpoint weighted by the share of training it stands for (shares.py: the dense first steps
+weigh 1/T each, a checkpoint once an epoch 1/epochs), so that shares, means and medians are over
+training, not over checkpoints:
 
     gamma_positive_share     share of gamma > 0 over the first 95 % of training (t/T < 0.95)
     median_gamma, median_z   medians over every sampled minibatch; mean_gamma their mean
@@ -39,6 +42,7 @@ from nowrongturns.analyses.interpolation import monotone_summary
 from nowrongturns.config import ablation_levels, expand_runs, format_value
 from nowrongturns.files import written
 from nowrongturns.report.formatting import format_share
+from nowrongturns.shares import checkpoint_weights, weighted_mean, weighted_median
 
 FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
@@ -66,20 +70,27 @@ def max_factor(medians: pd.Series) -> float:
     return float(max((medians / middle).max(), (middle / medians).max()))
 
 
+def _weighted_median_of_finite(values: pd.Series, weights: np.ndarray) -> float:
+    """The weighted median of the values that are not NaN (NaN where none is)."""
+    known = values.notna().to_numpy()
+    return weighted_median(values[known], weights[known])
+
+
 def run_claims(geometry: pd.DataFrame) -> dict:
     """The claims columns of one run's geometry table (see the module docstring)."""
     sampled = geometry[geometry["source"] == "sampled"]
     if sampled.empty:
         raise ValueError(f"run {geometry['run'].iloc[0]!r}: no sampled minibatches")
-    early = sampled[sampled["progress"] < FIRST]
+    weights = checkpoint_weights(sampled["progress"])
+    early = (sampled["progress"] < FIRST).to_numpy()
     middle = sampled[sampled["progress"].between(*MIDDLE)].groupby("step")[["rsi", "eb"]].median()
     row = {
-        "gamma_positive_share": float((early["gamma"] > 0).mean()),
-        "median_gamma": float(sampled["gamma"].median()),
-        "median_gamma_other": float(sampled["gamma_other"].median()),
-        "median_gamma_origin": float(sampled["gamma_origin"].median()),
-        "median_z": float(sampled["z"].median()),
-        "mean_gamma": float(sampled["gamma"].mean()),
+        "gamma_positive_share": weighted_mean(sampled["gamma"][early] > 0, weights[early]),
+        "median_gamma": weighted_median(sampled["gamma"], weights),
+        "median_gamma_other": _weighted_median_of_finite(sampled["gamma_other"], weights),
+        "median_gamma_origin": weighted_median(sampled["gamma_origin"], weights),
+        "median_z": weighted_median(sampled["z"], weights),
+        "mean_gamma": weighted_mean(sampled["gamma"], weights),
     }
     for column in ("rsi", "eb"):
         factor = max_factor(middle[column]) if len(middle) else np.nan

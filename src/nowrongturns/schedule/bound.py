@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nowrongturns.shares import checkpoint_weights, weighted_mean
+
 
 def bound_table(
     rows: pd.DataFrame, suffix: str, lrs: np.ndarray, total_steps: int, rate: float
@@ -45,8 +47,12 @@ def bound_table(
 
 def guarantee(sampled: pd.DataFrame, suffix: str, ignore_last: float) -> dict:
     """mu = min RSI, L = max EB over `sampled` directions with progress <= 1 - ignore_last, and
-    what they guarantee: the step mu / L^2 and the per-step contraction of ||w - w*||^2."""
-    kept = sampled[sampled["progress"] <= 1 - ignore_last]
+    what they guarantee: the step mu / L^2 and the per-step contraction of ||w - w*||^2. Extremes
+    take no weights: a cadence in epochs (checkpoint.every_epochs) gives the runs of a batch-size
+    ablation the same number of samples, so that none looks worse for having more."""
+    kept_rows = (sampled["progress"] <= 1 - ignore_last).to_numpy()
+    weights = checkpoint_weights(sampled["progress"])[kept_rows]
+    kept = sampled[kept_rows]
     rsi, eb = kept[f"rsi{suffix}"], kept[f"eb{suffix}"]
     mu, lipschitz = float(rsi.min()), float(eb.max())
     holds = mu > 0
@@ -56,7 +62,8 @@ def guarantee(sampled: pd.DataFrame, suffix: str, ignore_last: float) -> dict:
         "step": mu / lipschitz**2 if holds else float("nan"),
         # 1 - mu^2/L^2 per step on the squared distance; NaN where RSI <= 0 somewhere (no bound)
         "rate": 1 - mu**2 / lipschitz**2 if holds else float("nan"),
-        "rsi_positive_fraction": float((rsi > 0).mean()),
+        # of training: each checkpoint's directions weigh the share of training it stands for
+        "rsi_positive_fraction": weighted_mean(rsi > 0, weights),
         "ignore_last": ignore_last,
         "directions": int(len(kept)),
     }

@@ -19,25 +19,25 @@ import sys
 import torch
 
 from nowrongturns import distributed
+from nowrongturns.config.sizes import checkpoint_steps
 from nowrongturns.models import build_model, resolve_device
 from nowrongturns.optim.learning_rates import lr_schedule
 from nowrongturns.optim.optimizers import build_optimizer
 from nowrongturns.optim.state import load_state_vector, state_size
 from nowrongturns.precision import apply_precision, autocast, uses_channels_last
 from nowrongturns.progress import Progress
-from nowrongturns.step import clip_gradients, minibatch_backward, minibatches, set_lr, step_requests
+from nowrongturns.step import (
+    clip_gradients,
+    minibatch_backward,
+    minibatches,
+    set_lr,
+    step_requests,
+)
 from nowrongturns.tasks.load import load_task
 from nowrongturns.tasks.pipeline import Request, batches
 from nowrongturns.train.recorder import Recorder
 from nowrongturns.trajectory.state import checkpoint_state, load_flat, rng_states, set_rng_states
 from nowrongturns.trajectory.writer import TrajectoryWriter
-
-
-def checkpoint_steps(total_steps: int, dense_first: int, every: int) -> list[int]:
-    """Steps 0..dense_first-1, then every `every`-th step, then always the last step T."""
-    dense = range(min(dense_first, total_steps))
-    sparse = (s for s in range(0, total_steps, every) if s >= dense_first)
-    return sorted({*dense, *sparse, total_steps})
 
 
 def train(
@@ -69,9 +69,12 @@ def train(
     steps_per_epoch = train_size // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} exceeds the {train_size} training examples")
-    distributed.shards(batch_size, world_size)  # refuses a batch that does not divide
+    replicas = run.get("batch_shards", 1)  # of each process's part of a minibatch
+    distributed.shards(batch_size, world_size * replicas)  # refuses a batch that does not divide
     total_steps = run["epochs"] * steps_per_epoch
-    saved_steps = set(checkpoint_steps(total_steps, **run["checkpoint"]))
+    saved_steps = set(
+        checkpoint_steps(total_steps, **run["checkpoint"], steps_per_epoch=steps_per_epoch)
+    )
     writer = None
     if rank == 0:
         writer = TrajectoryWriter(
@@ -121,7 +124,7 @@ def train(
                     break
             set_lr(optimizer, lrs[step])
             optimizer.zero_grad()
-            loss = minibatch_backward(stepper, task, inputs, targets, precision=precision)
+            loss = minibatch_backward(stepper, task, inputs, targets, replicas, precision)
             if world_size > 1:
                 loss = distributed.mean_over_ranks(loss)  # the minibatch's, not a shard's
             if recorder is not None:

@@ -52,6 +52,9 @@ class TrajectoryReader:
             self.config = {**VERSION_1_DEFAULTS, **self.config}
         self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
         self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
+        # The shards of every minibatch gradient: batch_shards replicas in each DDP process (a
+        # trajectory written before the key existed: one a process, as it was trained).
+        self.shards = self.world_size * int(self.config.get("batch_shards", 1))
         self.param_count = int(attrs["param_count"])
         self.checkpoint_steps = self.file["checkpoints/step"][:]
         self.total_steps = int(self.checkpoint_steps[-1])
