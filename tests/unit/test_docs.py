@@ -6,6 +6,7 @@ and `nwt plan` give."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import re
 import subprocess
 import sys
@@ -132,12 +133,9 @@ def _preset_plan(preset: str):
 
 
 def _table(text: str, header: str) -> list[list[str]]:
-    lines = text[text.index(header) :].splitlines()
-    return [
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in lines[2:]
-        if line.startswith("|")
-    ]
+    lines = text[text.index(header) :].splitlines()[2:]
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines)
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
 
 
 def test_the_presets_numbers_are_what_nwt_plan_prints():
