@@ -86,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
     measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
     measure.add_argument("trajectory")
     measure.add_argument("--out", required=True, help="geometry.parquet to write")
+    measure.add_argument(
+        "--layers", help="layers.parquet to write: gamma per parameter tensor (default: none)"
+    )
     measure.add_argument("--run-name", help="default: the name of the trajectory's directory")
     measure.add_argument("--samples", type=int, default=8, help="fresh minibatches per checkpoint")
     measure.add_argument("--full-batch", action=argparse.BooleanOptionalAction, default=True)
