@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nowrongturns.config.factories import require_trusted
 from nowrongturns.files import written
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model, resolve_device
@@ -59,13 +60,16 @@ def cut_endpoints(traj: TrajectoryReader, progress: list[float]) -> list[tuple[s
     return endpoints
 
 
-def continue_training(trajectory: str, share: float, device: str = "cpu") -> tuple[np.ndarray, int]:
+def continue_training(
+    trajectory: str, share: float, device: str = "cpu", trusted=()
+) -> tuple[np.ndarray, int]:
     """(w after training on from w_T for round(share x T) steps at the last lr, that step).
     The run's own step (nowrongturns.step), optimizer state and RNG state as stored at w_T; the
     minibatches are those of the epochs that would have followed. In-memory tasks."""
     device = resolve_device(device)
     with TrajectoryReader(trajectory) as traj:
         run, total = traj.config, traj.total_steps
+        require_trusted(run, trusted, trajectory)
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
         load_flat(model, traj.weights(-1), traj.buffers(-1))
@@ -102,7 +106,8 @@ def measure_endpoints(
             for name, index in cut_endpoints(traj, list(progress))
         ]
     if continued:
-        endpoints.append((CONTINUED, continue_training(trajectory, continued, device)))
+        trusted = options.get("trusted", ())
+        endpoints.append((CONTINUED, continue_training(trajectory, continued, device, trusted)))
     if not endpoints:
         raise ValueError(
             f"{trajectory}: no endpoint to measure against (measure.endpoints: progress is empty "

@@ -23,6 +23,7 @@ import seaborn as sns
 
 from nowrongturns.files import written
 from nowrongturns.report.formatting import format_share
+from nowrongturns.report.path_figures import endpoints_figure, layers_figure
 from nowrongturns.report.style import (
     CONTROL_STYLE,
     PROGRESS_LABEL,
@@ -229,6 +230,8 @@ RUN_FIGURES = {
     "bound": (bound_figure, ["bound.csv", "schedule.json"]),
     "dense": (dense_figure, ["dense.parquet", "geometry.parquet"]),
     "closed_loop": (closed_loop_figure, ["closed_loop_curves.csv"]),
+    "layers": (layers_figure, ["layers.parquet"]),
+    "endpoints": (endpoints_figure, ["endpoints.parquet", "geometry.parquet"]),
 }
 
 
