@@ -10,8 +10,8 @@ from helpers.runs import SCHEMA
 from nowrongturns.config import validate_config
 from nowrongturns.report.comparisons import ablation_figure, contrast_figure
 from nowrongturns.report.figures import bound_figure, draw_run_figures, geometry_figure
-from nowrongturns.report.path_figures import endpoints_figure, layers_figure
 from nowrongturns.report.formatting import format_share
+from nowrongturns.report.path_figures import endpoints_figure, layers_figure
 from nowrongturns.report.style import BASE_COLOR, run_palette
 
 matplotlib.use("Agg")
