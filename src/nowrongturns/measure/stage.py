@@ -5,6 +5,7 @@
 For each checkpoint but the last, one forward and backward pass per minibatch; every dot product
 and norm accumulates in float64 on the device, and the rows of a checkpoint reach the host in one
 transfer. The next checkpoint's weights are read from disk while the current one is measured.
+With `layers`, the same pass also writes gamma per parameter tensor (measure/layers.py).
 """
 
 from __future__ import annotations

@@ -45,6 +45,14 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
     fig, panels = three_panels(f"{run}: geometry of sampled gradients against $w^* = w_T$")
     sources = {source: rows for source, rows in geometry.groupby("source")}
     train_batch = sources.get("train_batch")
+    # A deterministic objective has no labels to shuffle: its shuffled-label rows are its train
+    # batch's, not a contrast.
+    deterministic = train_batch is not None and "random_labels" in sources
+    deterministic = (
+        deterministic
+        and len(sources["random_labels"]) == len(train_batch)
+        and np.allclose(sources["random_labels"]["gamma"], train_batch["gamma"])
+    )
     bands = {column: sampled_quantiles(geometry, column) for column in panels}
     for column, ax in panels.items():
         band = bands[column]
@@ -68,7 +76,7 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
             )
         # Shuffled-label gradients point away from w* with a large RSI: on the RSI panel they would
         # take its scale; on EB and gamma they compare.
-        if "random_labels" in sources and column != "rsi":
+        if "random_labels" in sources and column != "rsi" and not deterministic:
             rows = sources["random_labels"]
             ax.plot(rows["progress"], rows[column], ls=":", **SOURCE_STYLE["random_labels"])
         if train_batch is not None:

@@ -75,7 +75,7 @@ def _wrong_turns(table: pd.DataFrame) -> str:
         f"{run} {share_with_interval(row, 'gamma_positive_share')}" for run, row in turns.iterrows()
     )
     return (
-        f"sampled γ > 0 over the first 95 % of training in every minibatch of "
+        f"sampled γ > 0 over the first 95 % of training for every sampled gradient of "
         f"{len(table) - len(turns)} of {len(table)} runs"
         + (f"; in the others: {others}" if others else "")
         + "."
