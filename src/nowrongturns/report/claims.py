@@ -38,7 +38,13 @@ import pandas as pd
 from nowrongturns.analyses.interpolation import monotone_summary
 from nowrongturns.config import ablation_levels, expand_runs
 from nowrongturns.files import written
-from nowrongturns.report.run_statistics import FIRST, MIDDLE, run_statistics, with_intervals
+from nowrongturns.report.run_statistics import (
+    FIRST,
+    IGNORE_LAST,
+    MIDDLE,
+    run_statistics,
+    with_intervals,
+)
 from nowrongturns.report.statements import claim_statements
 from nowrongturns.report.uncertainty import SEED, interval, seed_draws
 from nowrongturns.report.verdicts import (
@@ -128,9 +134,10 @@ def claims_table(
     (run name -> interpolation table) where that analysis is on."""
     runs = expand_runs(config)
     check_tables(tables, runs)
-    ignore_last = config["schedule"]["ignore_last"]
     rows, draws = {}, {}
     for name, run in runs.items():
+        # The guarantee over the directions schedule.json's `bound` took: its ignore_last.
+        ignore_last = schedules.get(name, {}).get("ignore_last", IGNORE_LAST)
         values, drawn = run_statistics(tables[name], run, ignore_last)
         draws[name] = drawn["mean_gamma"]
         shape = schedule_shape(schedules.get(name, {}), run)

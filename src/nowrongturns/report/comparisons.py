@@ -19,7 +19,11 @@ import pandas as pd
 from nowrongturns.config import SYNTHETIC_TASKS, ablation_levels, expand_runs, format_value
 from nowrongturns.report.claims import FIRST, check_tables
 from nowrongturns.report.formatting import format_share
-from nowrongturns.report.run_statistics import checkpoint_median_draws, run_statistics
+from nowrongturns.report.run_statistics import (
+    IGNORE_LAST,
+    checkpoint_median_draws,
+    run_statistics,
+)
 from nowrongturns.report.style import (
     PROGRESS_LABEL,
     QUANTITIES,
@@ -104,10 +108,8 @@ def contrast_figure(tables: dict[str, pd.DataFrame], config: dict) -> plt.Figure
     for ax, (title, names) in zip(axes, groups.items()):
         for run in names:
             median = sampled_quantiles(tables[run], "gamma")[0.5]
-            ignore_last = config["schedule"]["ignore_last"]
-            share = run_statistics(tables[run], runs[run], ignore_last, draws=1)[0][
-                "gamma_positive_share"
-            ]
+            values, _ = run_statistics(tables[run], runs[run], IGNORE_LAST, draws=1)
+            share = values["gamma_positive_share"]  # the same whatever ignore_last
             ax.plot(
                 median.index,
                 median,

@@ -53,6 +53,7 @@ from nowrongturns.schedule.stage import directions
 FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
 ROBUST = 0.01  # the robust mu leaves out the worst 1 % of directions
+IGNORE_LAST = 0.05  # schedule.ignore_last's default, for a run without its schedule.json
 SAMPLED_CLAIMS = [
     "gamma_positive_share",
     "median_gamma",
