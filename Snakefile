@@ -44,6 +44,11 @@ rule all:
         results_path("claims.csv"),
         expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),
         expand(results_path("runs/{run}/closed_loop.csv"), run=RETRAINED),
+        expand(results_path("runs/{run}/endpoints.parquet"), run=ENDPOINT_RUNS),
+        expand(
+            results_path(f"figures/{{run}}/endpoints.{FIGURE_FORMAT}"),
+            run=ENDPOINT_RUNS,
+        ),
         expand(
             results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"), run=RETRAINED
         ),

@@ -18,6 +18,10 @@ Three ratios per case, all measured in this one run:
     its default unless `--job-steps`), one after the other (the total compute, not the wall time
     of parallel jobs), against `reference_two_pass.two_pass_dense`.
 
+`digits-layers` and `resnet-layers` measure (f): the measure stage of that case with gamma per
+layer on (`measure.layers`) against raw forward+backward throughput (goal >= 0.95), and against
+itself with layers off; the three timings interleaved, reversed every other repeat.
+
 `paper-sources` measures two more, with every source on as the paper presets have them (8 sampled
 and 10 fixed minibatches, the train batch, its shuffled labels and update at every checkpoint, the
 full batch at every 2nd), at their cadence in steps (a checkpoint every 156): (d) measure / train
@@ -105,12 +109,15 @@ SOURCES_CASE = (
         "fixed_batches": 10,
     },
 )
+# (f) gamma per layer on (measure.layers): the measure stage of these CASES against raw passes.
+LAYERS_CASES = {"digits-layers": "digits", "resnet-layers": "resnet"}
 GOALS = {
     "a": (">=", 0.90),
     "b": ("<=", 0.55),
     "c": ("<=", 1.05),
     "d": ("<=", 0.5),
     "e": (">=", 0.95),
+    "f": (">=", 0.95),
 }
 
 
@@ -201,7 +208,9 @@ def run_sources_case(run: dict, settings: dict, repeats: int, device: torch.devi
     print(ratio_line("measure / raw throughput", "e", clocks["raw"], clocks["measure"]))
 
 
-def measure_stage(trajectory: Path, out: Path, samples: int, device: str) -> pd.DataFrame:
+def measure_stage(
+    trajectory: Path, out: Path, samples: int, device: str, layers: Path | None = None
+) -> pd.DataFrame:
     return measure(
         str(trajectory),
         str(out),
@@ -211,7 +220,47 @@ def measure_stage(trajectory: Path, out: Path, samples: int, device: str) -> pd.
         random_labels=False,
         update=False,
         device=device,
+        layers=str(layers) if layers else None,
     )
+
+
+def run_layers_case(name: str, run: dict, repeats: int, samples: int, device) -> None:
+    """(f): the measure stage with gamma per layer on (measure.layers), against the bare passes
+    and against itself with layers off; one trajectory, the three timings interleaved."""
+    load_task(run)
+    clocks = {key: [[], []] for key in ("layers", "plain", "raw")}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        trajectory = folder / "trajectory.h5"
+        train(run, trajectory, device.type)
+        order = [
+            (
+                "layers",
+                measure_stage,
+                trajectory,
+                folder / "g.parquet",
+                samples,
+                device.type,
+                folder / "layers.parquet",
+            ),
+            ("plain", measure_stage, trajectory, folder / "g.parquet", samples, device.type),
+            ("raw", raw_forward_backward, trajectory, samples, device),
+        ]
+        for repeat in range(repeats):
+            for key, function, *args in order[:: -1 if repeat % 2 else 1]:
+                wall, cpu, _ = timed(function, *args)
+                clocks[key][0].append(wall)
+                clocks[key][1].append(cpu)
+        layer_rows = len(pd.read_parquet(folder / "layers.parquet"))
+        tensors = pd.read_parquet(folder / "layers.parquet")["layer"].nunique()
+    best = {key: min(values[0]) for key, values in clocks.items()}
+    print(f"{name}, measure.layers on: {tensors} parameter tensors, {layer_rows} layer rows")
+    print(
+        f"  best wall seconds: measure with layers {best['layers']:.2f}, without "
+        f"{best['plain']:.2f}, raw forward+backward {best['raw']:.2f}"
+    )
+    print(ratio_line("measure with layers / raw throughput", "f", clocks["raw"], clocks["layers"]))
+    print(ratio_line("with layers / without, throughput", "f", clocks["plain"], clocks["layers"]))
 
 
 def replay_all(trajectory: Path, folder: Path, job_steps: int, device: str) -> pd.DataFrame:
@@ -356,7 +405,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument("--samples", type=int, default=8, help="sampled minibatches a checkpoint")
     parser.add_argument(
-        "--cases", nargs="+", choices=[*CASES, *GPU_CASES, "paper-sources"], default=list(CASES)
+        "--cases",
+        nargs="+",
+        choices=[*CASES, *GPU_CASES, "paper-sources", *LAYERS_CASES],
+        default=list(CASES),
     )
     parser.add_argument("--job-steps", type=int, help="default: config measure.dense_job_steps")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -371,6 +423,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as data:
         for case in args.cases:
+            if case in LAYERS_CASES:
+                name, changes = CASES[LAYERS_CASES[case]]
+                run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
+                run_layers_case(name, run, args.repeats, args.samples, device)
+                continue
             if case == "paper-sources":
                 _, changes, settings = SOURCES_CASE
                 run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]

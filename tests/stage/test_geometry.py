@@ -14,7 +14,7 @@ from nowrongturns.tasks.load import load_task
 
 DOCUMENTED_COLUMNS = (
     "run step epoch progress source sample loss dist grad_norm dot rsi eb gamma z "
-    "grad_norm_wd dot_wd rsi_wd eb_wd gamma_wd gamma_origin gamma_other"
+    "grad_norm_wd dot_wd rsi_wd eb_wd gamma_wd gamma_origin gamma_other gamma_tangent"
 ).split()
 
 
@@ -30,6 +30,7 @@ def test_every_design_column(trained):
     assert table[["grad_norm_wd", "dot_wd", "gamma_wd"]].isna().all().all()  # no weight decay
     assert table["gamma_other"].isna().all()  # no seed sibling given
     assert table["gamma_origin"].between(-1, 1).all()
+    assert table["gamma_tangent"].between(-1, 1).all()  # the CNN has BatchNorm
 
 
 def _from_file(path, index):

@@ -10,6 +10,8 @@ from helpers.runs import SCHEMA
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.measure.stage import measure
 from nowrongturns.optim.learning_rates import file_schedule
+from nowrongturns.report.run_statistics import run_statistics
+from nowrongturns.report.uncertainty import interval
 from nowrongturns.schedule.fit import choose, fit_families, schedule_curve
 from nowrongturns.schedule.stage import derive_schedule
 from nowrongturns.tasks.synthetic import quadratic_problem
@@ -135,3 +137,39 @@ def test_default_run_eta_star_rises_then_falls(default_run, tmp_path):
     assert document["family"] != "constant"
     assert set(document["params"]) == {"peak", "warmup", "decay_end", "start", "end"}
     assert document["fit_quality"]["r2_log"] > 0.8
+
+
+def check_guarantee_columns(table: pd.DataFrame, run: dict, document: dict) -> None:
+    """The claims' guarantee columns equal schedule.json's `bound`, and mu, L the min RSI and max
+    EB of the geometry table's sampled rows over all but the last `ignore_last` of training."""
+    ignore_last = document["ignore_last"]
+    values, drawn = run_statistics(table, run, ignore_last)
+    bound = document["bound"]
+    assert values["guarantee_mu"] == bound["mu"] and values["guarantee_L"] == bound["L"]
+    assert values["rsi_positive_share"] == bound["rsi_positive_fraction"]
+    rate = bound["rate"] if bound["rate"] is not None else np.nan  # JSON null: no guarantee
+    np.testing.assert_equal(values["guarantee_rate"], rate)
+    kept = table[(table["source"] == "sampled") & (table["progress"] <= 1 - ignore_last)]
+    assert values["guarantee_mu"] == kept["rsi"].min()
+    assert values["guarantee_L"] == kept["eb"].max()
+    # The robust mu leaves out the worst 1 %: at or above mu, at or below the median RSI.
+    assert kept["rsi"].min() <= values["guarantee_mu_robust"] <= kept["rsi"].median()
+    for name in ("guarantee_mu", "guarantee_L", "guarantee_mu_robust", "rsi_positive_share"):
+        low, high = interval(drawn[name])
+        assert low <= high
+
+
+def test_claims_guarantee_equals_schedule_json(gradient_descent, tmp_path):
+    run, _, _, document, _, outputs = gradient_descent
+    table = pd.read_parquet(outputs["s.csv"].parent / "g.parquet")
+    check_guarantee_columns(table, run, document)
+
+
+@pytest.mark.slow
+def test_claims_guarantee_equals_schedule_json_on_the_default_run(default_run, tmp_path):
+    trajectory, table = default_run
+    table.to_parquet(tmp_path / "g.parquet")
+    _, document, _, _ = derive(tmp_path, tmp_path / "g.parquet", trajectory)
+    run = expand_runs(validate_config({}, SCHEMA))["base"]
+    check_guarantee_columns(table, run, document)
+    print(f"default base run: {document['bound']}")

@@ -5,16 +5,22 @@ import pandas as pd
 import pytest
 from helpers.runs import SCHEMA
 
-from nowrongturns.config import validate_config
-from nowrongturns.report.claims import claim_statements, claims_table, run_claims, write_claims
+from nowrongturns.config import expand_runs, validate_config
+from nowrongturns.report.claims import claim_statements, claims_table, write_claims
+from nowrongturns.report.run_statistics import run_statistics
 
-CONFIG = validate_config(
-    {
-        "ablations": {"batch_size": [16, 256], "seed": [1]},
-        "runs": {"valley": {"task": "rosenbrock", "model": "point"}},
-    },
-    SCHEMA,
-)
+# As the workflow passes it (RUNS_CONFIG): the runs' part of the config alone.
+CONFIG = {
+    key: value
+    for key, value in validate_config(
+        {
+            "ablations": {"batch_size": [16, 256], "seed": [1]},
+            "runs": {"valley": {"task": "rosenbrock", "model": "point"}},
+        },
+        SCHEMA,
+    ).items()
+    if key in ("base", "ablations", "runs", "data")
+}
 TOTAL_STEPS = 20
 ROOT_D = 10  # d = 100 parameters: z = 10 gamma
 
@@ -54,8 +60,10 @@ def geometry(
 
 
 def constant(run: str, gamma: float, **controls) -> pd.DataFrame:
-    """A run whose every sampled minibatch has the same gamma, RSI 1 and EB 1."""
-    checkpoints = {s: {"gamma": [gamma] * 2, "rsi": [1, 1], "eb": [1, 1]} for s in (0, 10)}
+    """A run whose sampled minibatches have gamma `gamma` -+ 10 % (median and mean `gamma`; a
+    spread, as a minibatch gradient has), RSI 1 and EB 1."""
+    spread = [gamma * 0.9, gamma * 1.1]
+    checkpoints = {s: {"gamma": spread, "rsi": [1, 1], "eb": [1, 1]} for s in (0, 10)}
     return geometry(run, checkpoints, **controls)
 
 
@@ -86,12 +94,18 @@ TABLES = {
     "seed=1": constant("seed=1", 1.0, other=0.1, origin=-0.3),
     "valley": VALLEY,
 }
-SCHEDULES = {"base": {"run": "base", "family": "warmup_cosine"}, "valley": {"run": "valley"}}
+FITTED = {"warmup": 0.1, "start": 0.1, "end": 0.01, "decay_end": 1.0, "peak": 0.1}
+SCHEDULES = {
+    "base": {"run": "base", "family": "warmup_cosine", "params": FITTED},
+    "valley": {"run": "valley"},
+}
 
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return claims_table(TABLES, SCHEDULES, CONFIG)
+    # Every row weighs alike, so that each expected value below is a count over minibatches;
+    # the weights by share of training have their own test at the end.
+    return claims_table(TABLES, SCHEDULES, CONFIG, weighted=False)
 
 
 def test_one_row_per_run_with_its_settings(table):
@@ -101,82 +115,164 @@ def test_one_row_per_run_with_its_settings(table):
 
 
 def test_share_of_positive_gamma_over_the_first_95_percent(table):
-    # Each checkpoint weighs the share of training up to the next: steps 0, 2, 10, 18 of 20 stand
-    # for 0.1, 0.4, 0.4 and 0.05; step 19 (t/T = 0.95, both negative) is left out. All positive
-    # but one minibatch of step 0: 0.9 of the 0.95.
-    assert table.loc["base", "gamma_positive_share"] == pytest.approx(0.9 / 0.95)
-    # Negative at step 2 (0.4 of training), positive at step 10 (the last, up to w*: 0.5).
-    assert table.loc["valley", "gamma_positive_share"] == pytest.approx(0.5 / 0.9)
+    # Steps 0..18: 7 of 8 sampled gammas > 0; step 19 (t/T = 0.95, both negative) is left out.
+    assert table.loc["base", "gamma_positive_share"] == pytest.approx(7 / 8)
+    assert table.loc["valley", "gamma_positive_share"] == pytest.approx(0.5)
     assert table.loc["seed=1", "gamma_positive_share"] == 1
 
 
-def test_median_and_mean_over_every_sampled_minibatch_weighted_by_share_of_training(table):
-    # base's ten gammas and each one's weight (its checkpoint's share over its 2 minibatches):
-    # -0.5 -0.5 (0.025) -0.2 (0.05) 0.1 (0.2) 0.2 0.2 (0.2) 0.2 (0.025) 0.3 (0.2) 0.4 (0.05)
-    # 0.4 (0.025): half the weight is at or below 0.2.
+def test_median_and_mean_over_every_sampled_minibatch(table):
+    # base's ten gammas: -0.5 -0.5 -0.2 0.1 0.2 0.2 0.2 0.3 0.4 0.4
     assert table.loc["base", "median_gamma"] == pytest.approx(0.2)
     assert table.loc["base", "median_z"] == pytest.approx(2.0)
-    assert table.loc["base", "mean_gamma"] == pytest.approx(0.16)
-
-
-def test_a_checkpoint_weighs_the_share_of_training_it_stands_for():
-    """Ten dense checkpoints (steps 0..9 of 100) where gamma < 0, then one at step 10, standing
-    for the 90 steps to the end, where gamma > 0: gamma is positive over 90 % of training,
-    though over 1 checkpoint of 11."""
-    checkpoints = {s: {"gamma": [-0.1], "rsi": [1], "eb": [1]} for s in range(10)}
-    checkpoints[10] = {"gamma": [0.3], "rsi": [1], "eb": [1]}
-    table = geometry("base", checkpoints).assign(progress=lambda t: t["step"] / 100)
-    claims = run_claims(table)
-    assert claims["gamma_positive_share"] == pytest.approx(0.9)
-    assert claims["mean_gamma"] == pytest.approx(0.1 * -0.1 + 0.9 * 0.3)
-    assert claims["median_gamma"] == pytest.approx(0.3)
+    assert table.loc["base", "mean_gamma"] == pytest.approx(0.06)
 
 
 def test_the_controls_beside_gamma(table):
     controls = ["median_gamma", "median_gamma_other", "median_gamma_origin"]
     assert table.loc["base", controls].tolist() == pytest.approx([0.2, 0.05, 0.01])
     assert table["median_gamma_other"].drop(["base", "seed=1"]).isna().all()
-    statement = claim_statements(table, CONFIG)["our runs"][5]
-    assert statement == (
-        "median γ / γ_other / γ_origin: base 0.200 / 0.050 / 0.010; seed=1 1.000 / 0.100 / "
-        "-0.300; over all runs, median γ_origin from -0.300 (seed=1) to 0.010 (base)."
+    statement = claim_statements(table, CONFIG).set_index("claim").loc["controls", "our runs"]
+    assert statement.startswith(
+        "median γ / γ_other / γ_origin: base 0.200 [0.100, 0.250] / 0.050 [0.050, 0.050] / "
+        "0.010 [0.010, 0.010]; seed=1 1.000 [0.900, 1.100] / 0.100"
     )
+    assert statement.endswith("to 0.010 [0.010, 0.010] (base).")
 
 
-def test_rsi_and_eb_within_a_factor_of_2_over_the_middle_80_percent(table):
+def test_rsi_and_eb_factors_over_the_middle_80_percent(table):
     # Checkpoint medians at t/T = 0.1, 0.5, 0.9 (0 and 0.95 are outside): RSI 2, 1, 4 around
     # their median 2, at most 2 apart; EB 1, 3, 1 around 1, 3 apart.
     assert table.loc["base", "rsi_max_factor"] == pytest.approx(2.0)
-    assert table.loc["base", "rsi_within_2x"]
     assert table.loc["base", "eb_max_factor"] == pytest.approx(3.0)
-    assert not table.loc["base", "eb_within_2x"]
+    # Resampling the minibatches at t/T = 0.1 (RSI 1 or 3): its median 1, 2 or 3, the factor
+    # between 1.5 and 2.5 (the median of 1, 2, 4 is 2 or of 3, 1, 4 is 3; of 1, 1, 4 ... 1).
+    assert 1.5 <= table.loc["base", "rsi_max_factor_low"] <= 2.0
+    assert table.loc["base", "rsi_max_factor_high"] >= 2.0
     # A negative RSI is not within any factor of a positive median.
     assert table.loc["valley", "rsi_max_factor"] == np.inf
-    assert not table.loc["valley", "rsi_within_2x"]
+    # Three checkpoints in the middle 80 %: too few to call anything stable.
+    assert (table["middle_checkpoints"] <= 3).all()
+    assert (table["verdict_stable"] == "undefined (too few checkpoints)").all()
 
 
-def test_batch_size_levels_ranked_by_mean_gamma_averaged_over_seeds(table):
-    # Level 64 is base and seed=1: (0.16 + 1.0) / 2 = 0.58, above 16's 0.5 and 256's 0.01.
-    ranks = table["batch_size_gamma_rank"]
-    assert ranks.drop("valley").to_dict() == {
-        "base": 3,
-        "batch_size=16": 2,
-        "batch_size=256": 1,
-        "seed=1": 3,
+def test_stability_verdict_by_the_interval_of_the_factor():
+    progress = np.linspace(0.1, 0.9, 9)
+    steps = (progress * TOTAL_STEPS * 10).round().astype(int)
+
+    def run(name, eb_middle):
+        checkpoints = {
+            int(s): {"gamma": [0.1, 0.2], "rsi": [1, 1.1], "eb": [e, e * 1.1]}
+            for s, e in zip(steps, [1, 1, 1, 1, eb_middle, 1, 1, 1, 1])
+        }
+        table = geometry(name, checkpoints)
+        table["progress"] = table["step"] / (TOTAL_STEPS * 10)
+        return table
+
+    tables = {name: run(name, eb) for name, eb in (("steady", 1.5), ("jumpy", 5.0))}
+    config = validate_config({"ablations": {"seed": [1]}}, SCHEMA)
+    tables = {"base": tables["steady"].assign(run="base"), "seed=1": tables["jumpy"]}
+    table = claims_table(tables, {}, config)
+    assert table.loc["base", "verdict_stable"] == "holds"
+    assert table.loc["seed=1", "verdict_stable"] == "does not hold"
+    assert table.loc["seed=1", "eb_max_factor"] == pytest.approx(5.0)
+
+
+def test_batch_size_levels_with_intervals_over_seeds_and_minibatches(table):
+    # Level 64 is base and seed=1: (0.06 + 1.0) / 2 = 0.53, above 16's 0.5 and 256's 0.01.
+    means = table["batch_size_mean_gamma"]
+    assert means.drop("valley").to_dict() == pytest.approx(
+        {"base": 0.53, "batch_size=16": 0.5, "batch_size=256": 0.01, "seed=1": 0.53}
+    )
+    assert pd.isna(means["valley"])  # at no level of the batch_size ablation
+    # Resampling level 64's two seeds gives draws from base's alone (about 0.06) to seed=1's
+    # alone (1.0): the increase from 16 is within -0.5 and 0.5, and so includes 0.
+    increase = table.loc[
+        "base", ["batch_size_gamma_increase_low", "batch_size_gamma_increase_high"]
+    ]
+    assert -0.6 < increase.iloc[0] < 0 < increase.iloc[1] < 0.6
+    assert pd.isna(table.loc["batch_size=16", "batch_size_gamma_increase"])
+    assert (table["verdict_batch_size"].drop("valley") == "not shown").all()
+    statement = claim_statements(table, CONFIG).set_index("claim").loc["batch_size"]
+    assert "16 (1 seed): 0.500 [0.450, 0.550]; 64 (2 seeds): 0.530" in statement["our runs"]
+    assert statement["our runs"].endswith("not shown: an interval of a difference includes 0.")
+    assert statement["verdict"] == "not shown"
+
+
+def spread_run(name: str, gamma: float, rng) -> pd.DataFrame:
+    """A run of 10 checkpoints x 8 sampled minibatches, gamma ~ N(gamma, 0.05)."""
+    checkpoints = {
+        step: {"gamma": list(rng.normal(gamma, 0.05, 8)), "rsi": [1] * 8, "eb": [1] * 8}
+        for step in range(0, 20, 2)
     }
-    assert pd.isna(ranks["valley"])  # at no level of the batch_size ablation
-    statements = claim_statements(table, CONFIG)
-    batch = statements.loc[3, "our runs"]
-    assert "16: 0.500, 64: 0.580, 256: 0.010" in batch and "not increasing" in batch
+    return geometry(name, checkpoints)
 
 
-def test_schedule_family_from_schedule_json_or_empty(table):
+@pytest.mark.parametrize(
+    ("gammas", "verdict"),
+    [
+        ((0.1, 0.1, 0.1), "not shown"),
+        ((0.1, 0.2, 0.3), "holds"),
+        ((0.3, 0.2, 0.1), "does not hold"),
+    ],
+)
+def test_batch_size_statement_by_the_intervals_of_neighbouring_differences(gammas, verdict):
+    rng = np.random.default_rng(0)
+    config = validate_config({"ablations": {"batch_size": [16, 256]}}, SCHEMA)
+    names = ["batch_size=16", "base", "batch_size=256"]
+    tables = {name: spread_run(name, gamma, rng) for name, gamma in zip(names, gammas)}
+    table = claims_table(tables, {}, config)
+    assert (table["verdict_batch_size"] == verdict).all()
+    statement = claim_statements(table, config).set_index("claim").loc["batch_size"]
+    assert statement["verdict"] == verdict
+    if verdict == "not shown":
+        assert statement["our runs"].endswith("not shown: an interval of a difference includes 0.")
+    if verdict == "holds":
+        assert statement["our runs"].endswith("γ grows with batch size.")
+
+
+def test_schedule_family_and_shape_from_schedule_json_or_empty(table):
     assert table.loc["base", "schedule_family"] == "warmup_cosine"
     assert table["schedule_family"].drop("base").isna().all()
-    statements = claim_statements(table, CONFIG)["our runs"]
-    assert statements[4] == "fitted family: base warmup_cosine."
-    # 0.9 of 0.95 for base, 0.5 of 0.9 for valley: the runs below 100 %, by name.
-    assert statements[0].endswith("of 5 runs; in the others: base 94.7%, valley 55.6%.")
+    # Starts at 0.1 and ends at 0.01 of its peak 0.1, twice the lr 0.05: a warm-up and a decay.
+    assert table.loc["base", ["schedule_warmup", "schedule_decay"]].tolist() == [True, True]
+    assert table.loc["base", "schedule_peak_over_lr"] == pytest.approx(2.0)
+    assert table.loc["base", "verdict_schedule"] == "holds"
+    assert table.loc["valley", "verdict_schedule"] == "undefined (no schedule fitted)"
+    statements = claim_statements(table, CONFIG).set_index("claim")["our runs"]
+    assert statements["schedule"] == (
+        "base warmup_cosine (warm-up yes, decay yes, fitted peak 2 × the lr used)."
+    )
+    # 7 of 8 for base, 1 of 2 for valley: the runs below 100 %, by name, with intervals.
+    assert statements["no_wrong_turns"].endswith(
+        "of 5 runs; in the others: base 87.5% [75.0%, 100%]; valley 50.0% [50.0%, 50.0%]."
+    )
+
+
+def test_the_guarantee_per_run_with_its_verdict(table):
+    # base over t/T <= 0.95: RSI 100 100 1 3 1 1 4 4 100 100 -> mu 1, EB up to 100.
+    assert table.loc["base", ["guarantee_mu", "guarantee_L"]].tolist() == [1, 100]
+    assert table.loc["base", "guarantee_rate"] == pytest.approx(1 - 1e-4)
+    assert table.loc["valley", "guarantee_mu"] == -1
+    assert pd.isna(table.loc["valley", "guarantee_rate"])
+    assert table.loc["valley", "rsi_positive_share"] == 0.5
+    assert table.loc["valley", "verdict_guarantee"] == "does not hold"
+    assert table.loc["base", "verdict_guarantee"] == "holds"
+    for column in ("guarantee_mu", "guarantee_L", "guarantee_mu_robust", "rsi_positive_share"):
+        assert table[f"{column}_low"].le(table[f"{column}_high"]).all()
+
+
+def test_every_numeric_claim_has_its_interval(table):
+    numeric = [
+        column
+        for column in table.columns
+        if table[column].dtype.kind == "f"
+        and not column.endswith(("_low", "_high"))
+        and column not in ("lr", "schedule_peak_over_lr")
+    ]
+    assert {"median_gamma", "guarantee_mu_robust", "batch_size_mean_gamma"} <= set(numeric)
+    for column in numeric:
+        assert f"{column}_low" in table and f"{column}_high" in table, column
 
 
 def test_claims_csv_and_html_hold_the_table(tmp_path, table):
@@ -184,9 +280,13 @@ def test_claims_csv_and_html_hold_the_table(tmp_path, table):
     write_claims(TABLES, [], CONFIG, csv, html)
     written = pd.read_csv(csv, index_col="run")
     assert list(written.columns) == list(table.columns)
+    # Weighted by share of training, as the workflow writes it: steps 0, 2, 10, 18 of 20 stand
+    # for 0.1, 0.4, 0.4 and 0.05 (step 19 is past the first 95 %); all positive but one
+    # minibatch of step 0: 0.9 of the 0.95.
     assert written.loc["base", "gamma_positive_share"] == pytest.approx(0.9 / 0.95)
     page = html.read_text()
     assert "The paper's claims beside our runs" in page and "valley" in page
+    assert "&lt;NA&gt;" not in page and "nan" not in page.replace("nano", "")
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
@@ -227,7 +327,23 @@ def test_the_straight_path_columns_and_statement_where_interpolation_is_on():
         claims_table(TABLES, SCHEDULES, CONFIG, {run: interpolations[run] for run in RUNS_ON_DATA})
     # Without the analysis, neither the columns nor the statement.
     plain = claims_table(TABLES, SCHEDULES, CONFIG)
-    assert "monotone_share" not in plain and len(claim_statements(plain, CONFIG)) == 6
+    assert "monotone_share" not in plain and len(claim_statements(plain, CONFIG)) == 7
 
 
 RUNS_ON_DATA = ["base", "batch_size=16", "batch_size=256", "seed=1"]
+
+
+def test_a_checkpoint_weighs_the_share_of_training_it_stands_for():
+    """Ten dense checkpoints (steps 0..9 of 100) where gamma < 0, then one at step 10, standing
+    for the 90 steps to the end, where gamma > 0: gamma is positive over 90 % of training,
+    though over 1 checkpoint of 11."""
+    checkpoints = {s: {"gamma": [-0.1], "rsi": [1], "eb": [1]} for s in range(10)}
+    checkpoints[10] = {"gamma": [0.3], "rsi": [1], "eb": [1]}
+    table = geometry("base", checkpoints).assign(progress=lambda t: t["step"] / 100)
+    run = expand_runs(CONFIG)["base"]
+    claims, _ = run_statistics(table, run, ignore_last=0.05)
+    assert claims["gamma_positive_share"] == pytest.approx(0.9)
+    assert claims["mean_gamma"] == pytest.approx(0.1 * -0.1 + 0.9 * 0.3)
+    assert claims["median_gamma"] > 0
+    unweighted, _ = run_statistics(table, run, ignore_last=0.05, weighted=False)
+    assert unweighted["gamma_positive_share"] == pytest.approx(1 / 11)

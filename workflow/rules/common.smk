@@ -45,6 +45,15 @@ FIGURE_TABLES = ["geometry.parquet", "schedule.csv", "schedule.json", "bound.csv
 if DENSE:
     RUN_FIGURES["dense"] = "Per run"
     FIGURE_TABLES.append("dense.parquet")
+# gamma per parameter tensor (measure.layers): each measure job writes it beside its table.
+LAYERS = config["measure"]["layers"]
+if LAYERS:
+    RUN_FIGURES["layers"] = "Per run"
+    FIGURE_TABLES.append("layers.parquet")
+    RUN_TABLES.append("layers.parquet")
+# Other endpoints than w_T (measure.endpoints), measured on the base run.
+ENDPOINTS = config["measure"]["endpoints"]
+ENDPOINT_RUNS = ["base"] if ENDPOINTS["progress"] or ENDPOINTS["continue"] else []
 # The analyses that are on (config `analyses`: each a mapping of its settings, or false), their
 # tables and figures (report/analysis_figures.py ANALYSIS_FIGURES draws each).
 ANALYSES = {name: settings for name, settings in config["analyses"].items() if settings}
@@ -183,6 +192,11 @@ MEASURE_OUTPUT = (
     if MEASURE_JOB_CHECKPOINTS
     else "runs/{run}/geometry.parquet"
 )
+MEASURE_LAYERS_OUTPUT = (
+    "runs/{run}/measure/{first}-{last}.layers.parquet"
+    if MEASURE_JOB_CHECKPOINTS
+    else "runs/{run}/layers.parquet"
+)
 
 
 def measure_jobs_file(wildcards):
@@ -198,14 +212,24 @@ def measure_checkpoints_option(wildcards):
     return f"--checkpoints {wildcards.first} {wildcards.last}"
 
 
-def measured_parts(wildcards):
+def measured_parts(wildcards, suffix=".parquet"):
     """Every measure job's table of a run, once `measure_jobs` has cut its checkpoints."""
     with open(checkpoints.measure_jobs.get(run=wildcards.run).output[0]) as handle:
         jobs = json.load(handle)["jobs"]
     return [
-        results_path(f"runs/{wildcards.run}/measure/{first}-{last}.parquet")
+        results_path(f"runs/{wildcards.run}/measure/{first}-{last}{suffix}")
         for first, last in jobs
     ]
+
+
+def measured_layer_parts(wildcards):
+    """Every measure job's layers table of a run."""
+    return measured_parts(wildcards, ".layers.parquet")
+
+
+def layers_option(wildcards, output):
+    """`--layers` and the layers table a measure job writes, where measure.layers is on."""
+    return f"--layers {shlex.quote(output.layers)}" if LAYERS else ""
 
 
 def replayed_segments(wildcards):

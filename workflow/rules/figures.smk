@@ -55,6 +55,35 @@ rule closed_loop_figure:
         " --format {params.format} > {log:q} 2>&1"
 
 
+rule endpoints_figure:
+    input:
+        results_path("runs/{run}/endpoints.parquet"),
+        results_path("runs/{run}/geometry.parquet"),
+    output:
+        report(
+            results_path(f"figures/{{run}}/endpoints.{FIGURE_FORMAT}"),
+            caption="../report/endpoints.rst",
+            category="Schedules",
+            subcategory="{run}",
+            labels={"run": "{run}", "figure": "endpoints"},
+        ),
+    log:
+        results_path("logs/figures/{run}-endpoints.log"),
+    benchmark:
+        results_path("benchmarks/figures/{run}-endpoints.tsv")
+    threads: stage_threads("figures")
+    resources:
+        **stage_resources("figures"),
+    params:
+        format=FIGURE_FORMAT,
+        run_dir=lambda wildcards: results_path(f"runs/{wildcards.run}"),
+        out_dir=lambda wildcards: results_path(f"figures/{wildcards.run}"),
+        endpoints=ENDPOINTS,
+    shell:
+        "nwt figures endpoints --run-dir {params.run_dir:q} --out-dir {params.out_dir:q}"
+        " --format {params.format} > {log:q} 2>&1"
+
+
 rule ablation_figure:
     input:
         ablation_geometry,

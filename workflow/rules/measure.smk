@@ -11,7 +11,8 @@ rule measure:
         jobs=measure_jobs_file,
         sibling=sibling_trajectory,
     output:
-        results_path(MEASURE_OUTPUT),
+        **({"layers": results_path(MEASURE_LAYERS_OUTPUT)} if LAYERS else {}),
+        geometry=results_path(MEASURE_OUTPUT),
     log:
         results_path(f"logs/measure/{MEASURE_PART}.log"),
     benchmark:
@@ -37,8 +38,10 @@ rule measure:
         precision=config["measure"]["precision"],
         trust=trust_options,
         sibling=sibling_option,
+        layers=layers_option,
     shell:
-        "nwt measure {input.trajectory:q} --out {output:q} --run-name {wildcards.run:q}"
+        "nwt measure {input.trajectory:q} --out {output.geometry:q} {params.layers}"
+        " --run-name {wildcards.run:q}"
         " --samples {params.samples} {params.sources} {params.cadence} {params.checkpoints}"
         " --precision {params.precision} {params.trust} {params.sibling}"
         f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"
@@ -63,12 +66,48 @@ if MEASURE_JOB_CHECKPOINTS:
 
     rule gather_geometry:
         input:
-            measured_parts,
+            **({"layers": measured_layer_parts} if LAYERS else {}),
+            geometry=measured_parts,
         output:
-            results_path("runs/{run}/geometry.parquet"),
+            **({"layers": results_path("runs/{run}/layers.parquet")} if LAYERS else {}),
+            geometry=results_path("runs/{run}/geometry.parquet"),
         log:
             results_path("logs/gather_geometry/{run}.log"),
         benchmark:
             results_path("benchmarks/gather_geometry/{run}.tsv")
         shell:
-            "nwt gather-geometry {input:q} --out {output:q} > {log:q} 2>&1"
+            "(nwt gather-geometry {input.geometry:q} --out {output.geometry:q}"
+            + (
+                "; nwt gather-geometry {input.layers:q} --out {output.layers:q}"
+                if LAYERS
+                else ""
+            )
+            + ") > {log:q} 2>&1"
+
+
+# The base run measured against other endpoints than w_T (measure.endpoints): earlier checkpoints,
+# and the end of a continuation past T (`nwt endpoints`, trained on in the same job).
+rule endpoints:
+    input:
+        results_path("runs/{run}/trajectory.h5"),
+    output:
+        results_path("runs/{run}/endpoints.parquet"),
+    log:
+        results_path("logs/endpoints/{run}.log"),
+    benchmark:
+        results_path("benchmarks/endpoints/{run}.tsv")
+    threads: stage_threads("measure")
+    resources:
+        **stage_resources("measure"),
+    params:
+        progress=" ".join(str(p) for p in ENDPOINTS["progress"]),
+        continued=ENDPOINTS["continue"],
+        samples=config["measure"]["samples"],
+        device=config["measure"]["device"],
+        precision=config["measure"]["precision"],
+        trust=trust_options,
+    shell:
+        "nwt endpoints {input:q} --out {output:q} --run-name {wildcards.run:q}"
+        " --progress {params.progress} --continue {params.continued}"
+        " --samples {params.samples} --precision {params.precision} {params.trust}"
+        f" --device {{params.device}} --threads {{threads}} {MEASURE_WORKERS} > {{log:q}} 2>&1"

@@ -3,7 +3,10 @@ command imports its stage (and torch) only when it runs, so `nwt --help` and the
 no torch start fast.
 
     nwt train --run config/run.yaml --out results/runs/base/trajectory.h5
-    nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet
+    nwt measure results/runs/base/trajectory.h5 --out results/runs/base/geometry.parquet \
+        [--layers results/runs/base/layers.parquet]
+    nwt endpoints results/runs/base/trajectory.h5 --out results/runs/base/endpoints.parquet \
+        --progress 0.5 0.75 --continue 0.25
     nwt schedule results/runs/base/geometry.parquet results/runs/base/trajectory.h5 \
         --csv results/runs/base/schedule.csv --json results/runs/base/schedule.json \
         --bound results/runs/base/bound.csv --cosine results/runs/base/cosine.json
@@ -104,6 +107,25 @@ def cmd_measure(args) -> None:
         full_batch_chunk=args.full_batch_chunk,
         trusted=args.trust,
         other_final=args.other_final,
+        layers=args.layers,
+    )
+
+
+def cmd_endpoints(args) -> None:
+    from nowrongturns.measure.endpoints import measure_endpoints
+
+    _set_threads(args.threads)
+    measure_endpoints(
+        args.trajectory,
+        args.out,
+        run_name=args.run_name or Path(args.trajectory).parent.name,
+        progress=args.progress,
+        continued=args.continued,
+        samples=args.samples,
+        device=args.device,
+        data_workers=args.data_workers,
+        precision=args.precision,
+        trusted=args.trust,
     )
 
 

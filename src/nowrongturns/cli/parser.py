@@ -102,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
     measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
     measure.add_argument("trajectory")
     measure.add_argument("--out", required=True, help="geometry.parquet to write")
+    measure.add_argument(
+        "--layers", help="layers.parquet to write: gamma per parameter tensor (default: none)"
+    )
     measure.add_argument("--run-name", help="default: the name of the trajectory's directory")
     measure.add_argument("--samples", type=int, default=8, help="fresh minibatches per checkpoint")
     measure.add_argument("--full-batch", action=argparse.BooleanOptionalAction, default=True)
@@ -141,6 +144,33 @@ def parser() -> argparse.ArgumentParser:
     _trust_option(measure)
     _other_final_option(measure)
     measure.set_defaults(func=commands.cmd_measure)
+
+    endpoints = stages.add_parser(
+        "endpoints", help="the same path measured against other endpoints than w_T (Parquet)"
+    )
+    endpoints.add_argument("trajectory")
+    endpoints.add_argument("--out", required=True, help="endpoints.parquet to write")
+    endpoints.add_argument("--run-name", help="default: the name of the trajectory's directory")
+    endpoints.add_argument(
+        "--progress",
+        type=float,
+        nargs="*",
+        default=[],
+        help="earlier checkpoints as w*: the last at or before each fraction of training",
+    )
+    endpoints.add_argument(
+        "--continue",
+        dest="continued",
+        type=float,
+        default=0.0,
+        help="the end of training on from w_T at its last lr for this share of its steps",
+    )
+    endpoints.add_argument(
+        "--samples", type=int, default=8, help="fresh minibatches per checkpoint"
+    )
+    _compute_options(endpoints, "of the measured gradients (fp32: strict, no TF32)")
+    _trust_option(endpoints)
+    endpoints.set_defaults(func=commands.cmd_endpoints)
 
     _job_plan(
         stages,

@@ -33,10 +33,12 @@ def measure_jobs(trajectory: str, out: str, job_checkpoints: int) -> None:
 
 
 def gather(parts: list[str], out: str) -> pd.DataFrame:
-    """One geometry table of every measure job's rows, in checkpoint order: the one-job table."""
+    """One geometry table of every measure job's rows, in checkpoint order: the one-job table
+    (or one layers table of every job's, the same way)."""
     tables = sorted((pd.read_parquet(part) for part in parts), key=lambda t: t["step"].min())
     table = pd.concat(tables, ignore_index=True)
-    if table[["step", "source", "sample"]].duplicated().any():
+    keys = ["step", "source", "sample", *(["layer"] if "layer" in table else [])]
+    if table[keys].duplicated().any():
         raise ValueError(f"{out}: the measure jobs overlap (a checkpoint appears twice)")
     table.attrs = tables[0].attrs
     with written(out) as tmp:

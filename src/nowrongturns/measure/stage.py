@@ -5,6 +5,7 @@
 For each checkpoint but the last, one forward and backward pass per minibatch; every dot product
 and norm accumulates in float64 on the device, and the rows of a checkpoint reach the host in one
 transfer. The next checkpoint's weights are read from disk while the current one is measured.
+With `layers`, the same pass also writes gamma per parameter tensor (measure/layers.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nowrongturns.measure.gradients import (
     fixed_batches,
     gradients_at,
 )
+from nowrongturns.measure.layers import Layers, layers_table
 from nowrongturns.measure.stats import (
     ACCUMULATED,
     checkpoint_stats,
@@ -72,6 +74,8 @@ def measure(
     checkpoints: tuple[int, int] | None = None,
     trusted: Iterable[str] = (),
     other_final: str | None = None,
+    layers: str | None = None,
+    endpoint: tuple[np.ndarray, int] | None = None,
     **settings,
 ) -> pd.DataFrame:
     """The geometry table of a trajectory (docs/formats.md#geometryparquet), or of its measured
@@ -79,7 +83,12 @@ def measure(
     unless asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
     minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
     A factory the trajectory names is imported only where `trusted` names it (config/factories.py).
-    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
+    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`.
+    `layers`: where to write the layers table (gamma per parameter tensor, measure/layers.py),
+    computed in the same pass; None: not computed. `gamma_tangent` is computed where the model
+    has scale-invariant weights (BatchNorm), NaN elsewhere. `endpoint`: (weights, their step)
+    to measure against instead of w* = w_T, at every checkpoint before that step
+    (measure/endpoints.py)."""
     full_batch_chunk = settings.pop("full_batch_chunk", "batch")
     device = resolve_device(device)
     apply_precision(precision)
@@ -93,7 +102,10 @@ def measure(
         sources = Sources(
             samples, full_batch, random_labels, update, **settings, full_batch_chunk=chunk
         )
-        final64 = torch.from_numpy(traj.weights(-1)).to(device).double()
+        example_inputs, _ = task.batch(torch.arange(min(2, task.train_size)))
+        split = Layers(model, example_inputs)
+        final = traj.weights(-1) if endpoint is None else endpoint[0]
+        final64 = torch.from_numpy(final).to(device).double()
         other_final64 = other_final_point(other_final, traj.param_count, device)
         optimizer = build_optimizer(run, model)
         lrs = traj.steps("lr")
@@ -105,7 +117,11 @@ def measure(
                 traj.optimizer_state(index) if update else None,
             )
 
-        measured = measured_range(traj, checkpoints)
+        if endpoint is None:
+            measured = measured_range(traj, checkpoints)
+        else:  # the path cut at the endpoint (w_T has no train batch: never measured)
+            before = min(endpoint[1], traj.total_steps)
+            measured = range(int((traj.checkpoint_steps < before).sum()))
         total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
         steps = traj.checkpoint_steps[measured.start : measured.stop]
         train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
@@ -132,7 +148,9 @@ def measure(
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
             to_other64 = weights64 - other_final64 if other_final64 is not None else None
-            at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64)
+            tangent64 = split.tangent(to_final64, weights64) if split.has_invariant else None
+            at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64, tangent64)
+            layer_dists = split.checkpoint_stats(to_final64) if layers else None
             update_direction = None
             if update:
                 update_direction = functools.partial(
@@ -149,8 +167,12 @@ def measure(
             ):
                 # An update already holds any weight decay the optimizer applies.
                 decay = 0.0 if source == "update" else run["weight_decay"]
-                stats = gradient_stats(grad, weights64, to_final64, decay, to_other64)
-                rows.append(torch.cat([loss.double().reshape(1), at_checkpoint, stats]))
+                grad64 = grad.double()
+                stats = gradient_stats(grad64, weights64, to_final64, decay, to_other64, tangent64)
+                row = [loss.double().reshape(1), at_checkpoint, stats]
+                if layers:  # per layer: [L dist^2, L grad_norm^2, L dot], split off on the host
+                    row += [layer_dists, split.gradient_stats(grad64, to_final64)]
+                rows.append(torch.cat(row))
                 row_steps.append(step)
                 row_sources.append(source)
                 row_samples.append(sample)
@@ -161,22 +183,25 @@ def measure(
         epochs = traj.steps("epoch")
 
     steps = np.array(row_steps, dtype=np.int64)
-    table = geometry_table(
-        np.concatenate(blocks) if blocks else np.empty((0, len(ACCUMULATED))),
-        {
-            "run": run_name,
-            "step": steps,
-            "epoch": epochs[steps],
-            "progress": steps / traj.total_steps,
-            "source": np.array(row_sources, dtype=object),
-            "sample": np.array(row_samples, dtype=np.int64),
-        },
-        traj.param_count,
-    )
+    width = len(ACCUMULATED) + (3 * len(split.names) if layers else 0)
+    values = np.concatenate(blocks) if blocks else np.empty((0, width))
+    labels = {
+        "run": run_name,
+        "step": steps,
+        "epoch": epochs[steps],
+        "progress": steps / traj.total_steps,
+        "source": np.array(row_sources, dtype=object),
+        "sample": np.array(row_samples, dtype=np.int64),
+    }
+    table = geometry_table(values[:, : len(ACCUMULATED)], labels, traj.param_count)
     table.attrs["fixed_batches"] = [batch.tolist() for batch in fixed]
     # How the gradients were cut: the full-batch pass's chunk, and each minibatch's shards.
     table.attrs["full_batch_chunk"] = {"setting": full_batch_chunk, "examples": chunk}
     table.attrs["batch_shards"] = probe.shards
+    if layers:
+        per_layer = layers_table(values[:, len(ACCUMULATED) :], labels, split.names)
+        with written(layers) as tmp:
+            per_layer.to_parquet(tmp, index=False)
     with written(out) as tmp:
         table.to_parquet(tmp, index=False)
     return table

@@ -38,36 +38,44 @@ COLUMNS = [
     "gamma_wd",
     "gamma_origin",
     "gamma_other",
+    "gamma_tangent",
 ]
 
 
-# What accumulates on the device per gradient: squares of norms, and dot products. The first four
+# What accumulates on the device per gradient: squares of norms, and dot products. The first five
 # are the checkpoint's (checkpoint_stats), the others the gradient's (gradient_stats).
 ACCUMULATED = [
     "loss",
     "dist",
     "weight_norm",
     "other_dist",
+    "tangent_dist",
     "grad_norm",
     "dot",
     "grad_norm_wd",
     "dot_wd",
     "dot_origin",
     "dot_other",
+    "dot_tangent",
 ]
 
 
-def checkpoint_stats(weights64, to_final64, to_other64) -> torch.Tensor:
-    """[||w - w*||^2, ||w||^2, ||w - w*'||^2] in float64: w*' the final point of the run that
-    differs only in its seed, `to_other64` = w - w*' (None where there is none: NaN)."""
+def checkpoint_stats(weights64, to_final64, to_other64, tangent64=None) -> torch.Tensor:
+    """[||w - w*||^2, ||w||^2, ||w - w*'||^2, ||P(w - w*)||^2] in float64: w*' the final point of
+    the run that differs only in its seed, `to_other64` = w - w*', `tangent64` = P(w - w*) with
+    the scale-invariant directions removed (measure/layers.py); None where there is none: NaN."""
     stats = [to_final64 @ to_final64, weights64 @ weights64]
     nan = torch.full_like(stats[0], math.nan)
-    return torch.stack([*stats, to_other64 @ to_other64 if to_other64 is not None else nan])
+    stats += [to_other64 @ to_other64 if to_other64 is not None else nan]
+    return torch.stack([*stats, tangent64 @ tangent64 if tangent64 is not None else nan])
 
 
-def gradient_stats(grad, weights64, to_final64, weight_decay: float, to_other64) -> torch.Tensor:
-    """[grad_norm^2, <G, w - w*>, the same two for G + weight_decay * w, and the controls <G, w>
-    and <G, w - w*'>], in float64 (NaN where weight decay is 0, or where there is no w*')."""
+def gradient_stats(
+    grad, weights64, to_final64, weight_decay: float, to_other64, tangent64=None
+) -> torch.Tensor:
+    """[grad_norm^2, <G, w - w*>, the same two for G + weight_decay * w, the controls <G, w>
+    and <G, w - w*'>, and <G, P(w - w*)>], in float64 (NaN where weight decay is 0, or where there
+    is no w*' or P)."""
     grad64 = grad.double()
     stats = [grad64 @ grad64, grad64 @ to_final64]
     nan = torch.full_like(stats[0], math.nan)
@@ -77,6 +85,7 @@ def gradient_stats(grad, weights64, to_final64, weight_decay: float, to_other64)
     else:
         stats += [nan, nan]
     stats += [grad64 @ weights64, grad64 @ to_other64 if to_other64 is not None else nan]
+    stats += [grad64 @ tangent64 if tangent64 is not None else nan]
     return torch.stack(stats)
 
 
@@ -100,7 +109,14 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
     progress, source, sample, and any extra): RSI, EB, gamma and z derived
     (docs/quantities.md#rsi-eb-and-gamma), built in one go, as numpy arrays."""
     columns = dict(zip(ACCUMULATED, accumulated.T))
-    for column in ("dist", "weight_norm", "other_dist", "grad_norm", "grad_norm_wd"):
+    for column in (
+        "dist",
+        "weight_norm",
+        "other_dist",
+        "tangent_dist",
+        "grad_norm",
+        "grad_norm_wd",
+    ):
         columns[column] = np.sqrt(columns[column])  # accumulated as squares
     dist = columns["dist"]
     for suffix in ("", "_wd"):
@@ -108,8 +124,13 @@ def geometry_table(accumulated: np.ndarray, labels: dict, param_count: int) -> p
         columns[f"rsi{suffix}"] = dot / dist**2
         columns[f"eb{suffix}"] = grad_norm / dist
         columns[f"gamma{suffix}"] = dot / (grad_norm * dist)
-    # The controls: the cosine of G with w itself, and with w - w*' of the seed sibling.
-    for control, norm in (("origin", "weight_norm"), ("other", "other_dist")):
+    # The controls: the cosine of G with w itself, and with w - w*' of the seed sibling; and
+    # with w - w* without its scale-invariant directions.
+    for control, norm in (
+        ("origin", "weight_norm"),
+        ("other", "other_dist"),
+        ("tangent", "tangent_dist"),
+    ):
         dot = columns[f"dot_{control}"]
         columns[f"gamma_{control}"] = dot / (columns["grad_norm"] * columns[norm])
     columns["z"] = columns["gamma"] * math.sqrt(param_count)

@@ -3,28 +3,26 @@
     nwt claims --config config.json --csv results/claims.csv --html results/claims.html \
         --geometry results/runs/*/geometry.parquet --schedules results/runs/*/schedule.json
 
-Per run (one row of claims.csv), from the `sampled` minibatches of its geometry table, each
-checkpoint weighted by the share of training it stands for (shares.py: the dense first steps
-weigh 1/T each, a checkpoint once an epoch 1/epochs), so that shares, means and medians are over
-training, not over checkpoints:
+Per run (one row of claims.csv): its settings; every numeric claim of report/run_statistics.py
+(the sampled minibatches' gamma, z and controls, the stability factors, the guarantee mu, L, rate,
+share of RSI > 0 and robust mu, the shuffled-label contrast), each `X` with `X_low`, `X_high`, its
+95 % bootstrap interval (minibatches resampled within checkpoints), each checkpoint weighing the
+share of training it stands for (shares.py); the flags `deterministic` and
+`middle_checkpoints`; and
 
-    gamma_positive_share     share of gamma > 0 over the first 95 % of training (t/T < 0.95)
-    median_gamma, median_z   medians over every sampled minibatch; mean_gamma their mean
-    median_gamma_other       the controls' medians over the same minibatches: gamma against the
-    median_gamma_origin      final point of the run differing only in its seed (NaN where there
-                             is none), and against the origin (docs/quantities.md#the-controls)
-    rsi_max_factor           over the middle 80 % of training (0.1 <= t/T <= 0.9), the largest
-                             factor between one checkpoint's median RSI and the median of those
-                             medians (inf where one is not positive); rsi_within_2x: at most 2
-    eb_max_factor, eb_within_2x        the same for EB
-    batch_size_gamma_rank    runs at a level of the batch_size ablation: the rank of that level's
-                             mean gamma (averaged over its seeds) among the levels, 1 the lowest
+    batch_size_mean_gamma    runs at a level of the batch_size ablation: that level's mean gamma,
+                             averaged over its seeds (interval: seeds and minibatches resampled)
+    batch_size_gamma_increase     that level's mean gamma minus the next smaller level's
     schedule_family          the family fitted to the derived schedule (schedule.json `family`)
+    schedule_warmup, schedule_decay, schedule_peak_over_lr   the fitted shape: a warm-up, a
+                             decay (report/verdicts.py SHAPE_FACTOR), the fitted peak / the lr used
     monotone_share           where the interpolation analysis is on (beyond the paper): the share
     largest_bump,            of measured checkpoints whose straight segment to w* the loss
     largest_bump_relative    descends all the way, and the largest rise of the loss along any,
                              absolute and relative to that segment's starting loss
-                             (analyses/interpolation.py monotone_summary)
+                             (analyses/interpolation.py monotone_summary; a fixed evaluation set,
+                             no minibatches to resample: no interval)
+    verdict_<claim>          holds / does not hold / not shown / undefined (why), report/verdicts.py
 
 claims.html states each claim of the paper beside what the runs show, then the table.
 `--config` is the workflow config with its defaults filled (inline JSON, or a YAML/JSON file).
@@ -39,13 +37,24 @@ import numpy as np
 import pandas as pd
 
 from nowrongturns.analyses.interpolation import monotone_summary
-from nowrongturns.config import ablation_levels, expand_runs, format_value
+from nowrongturns.config import ablation_levels, expand_runs
 from nowrongturns.files import written
-from nowrongturns.report.formatting import format_share
-from nowrongturns.shares import checkpoint_weights, weighted_mean, weighted_median
+from nowrongturns.report.run_statistics import (
+    FIRST,
+    IGNORE_LAST,
+    MIDDLE,
+    run_statistics,
+    with_intervals,
+)
+from nowrongturns.report.statements import claim_statements
+from nowrongturns.report.uncertainty import SEED, interval, seed_draws
+from nowrongturns.report.verdicts import (
+    NO_ABLATION,
+    SHAPE_FACTOR,
+    batch_size_verdict,
+    run_verdicts,
+)
 
-FIRST = 0.95  # "the first 95 % of training"
-MIDDLE = (0.1, 0.9)  # "the middle 80 %"
 SETTINGS = ("task", "model", "optimizer", "batch_size", "lr", "seed")
 # Claims column -> monotone_summary key, where the interpolation analysis is on.
 STRAIGHT_PATH = {
@@ -53,6 +62,7 @@ STRAIGHT_PATH = {
     "largest_bump": "largest_bump",
     "largest_bump_relative": "largest_bump_relative",
 }
+__all__ = ["FIRST", "MIDDLE", "claim_statements", "claims_table", "write_claims"]
 
 
 def check_tables(tables: dict[str, pd.DataFrame], runs, kind: str = "geometry") -> None:
@@ -62,59 +72,57 @@ def check_tables(tables: dict[str, pd.DataFrame], runs, kind: str = "geometry") 
         raise ValueError(f"no {kind} table of run {missing}")
 
 
-def max_factor(medians: pd.Series) -> float:
-    """The largest factor between a value and the median of the values: max(v/m, m/v)."""
-    middle = medians.median()
-    if not (medians > 0).all() or middle <= 0:
-        return np.inf
-    return float(max((medians / middle).max(), (middle / medians).max()))
-
-
-def _weighted_median_of_finite(values: pd.Series, weights: np.ndarray) -> float:
-    """The weighted median of the values that are not NaN (NaN where none is)."""
-    known = values.notna().to_numpy()
-    return weighted_median(values[known], weights[known])
-
-
-def run_claims(geometry: pd.DataFrame) -> dict:
-    """The claims columns of one run's geometry table (see the module docstring)."""
-    sampled = geometry[geometry["source"] == "sampled"]
-    if sampled.empty:
-        raise ValueError(f"run {geometry['run'].iloc[0]!r}: no sampled minibatches")
-    weights = checkpoint_weights(sampled["progress"])
-    early = (sampled["progress"] < FIRST).to_numpy()
-    middle = sampled[sampled["progress"].between(*MIDDLE)].groupby("step")[["rsi", "eb"]].median()
-    row = {
-        "gamma_positive_share": weighted_mean(sampled["gamma"][early] > 0, weights[early]),
-        "median_gamma": weighted_median(sampled["gamma"], weights),
-        "median_gamma_other": _weighted_median_of_finite(sampled["gamma_other"], weights),
-        "median_gamma_origin": weighted_median(sampled["gamma_origin"], weights),
-        "median_z": weighted_median(sampled["z"], weights),
-        "mean_gamma": weighted_mean(sampled["gamma"], weights),
-    }
-    for column in ("rsi", "eb"):
-        factor = max_factor(middle[column]) if len(middle) else np.nan
-        row[f"{column}_max_factor"] = factor
-        row[f"{column}_within_2x"] = bool(factor <= 2)
-    return row
-
-
-def batch_size_levels(table: pd.DataFrame, config: dict) -> list[tuple[object, list[str], float]]:
-    """(batch size, its runs, their mean gamma) for each level of the batch_size ablation."""
-    return [
-        (value, runs, table.loc[runs, "mean_gamma"].mean())
-        for value, runs in ablation_levels(config).get("batch_size", [])
+def batch_size_columns(table: pd.DataFrame, draws: dict, config: dict) -> pd.DataFrame:
+    """batch_size_mean_gamma and batch_size_gamma_increase with their intervals, and
+    verdict_batch_size, for the runs at a level of the batch_size ablation (NaN elsewhere).
+    `draws`: run -> its bootstrap draws of mean_gamma."""
+    columns = pd.DataFrame(index=table.index, dtype=float)
+    for name in ("batch_size_mean_gamma", "batch_size_gamma_increase"):
+        for suffix in ("", "_low", "_high"):
+            columns[name + suffix] = np.nan
+    levels = ablation_levels(config).get("batch_size", [])
+    rng = np.random.default_rng(SEED)
+    previous, increases = None, []
+    for _, runs in levels:
+        level = seed_draws(np.stack([draws[run] for run in runs]), rng)
+        columns.loc[runs, "batch_size_mean_gamma"] = table.loc[runs, "mean_gamma"].mean()
+        low, high = interval(level)
+        columns.loc[runs, ["batch_size_mean_gamma_low", "batch_size_mean_gamma_high"]] = low, high
+        if previous is not None:
+            point = columns.loc[runs[0], "batch_size_mean_gamma"] - previous[0]
+            low, high = interval(level - previous[1])
+            increases.append((low, high))
+            names = [f"batch_size_gamma_increase{suffix}" for suffix in ("", "_low", "_high")]
+            columns.loc[runs, names] = point, low, high
+        previous = (columns.loc[runs[0], "batch_size_mean_gamma"], level)
+    verdict = batch_size_verdict(increases if len(levels) > 1 else [])
+    at_level = [run for _, runs in levels for run in runs]
+    columns["verdict_batch_size"] = [
+        verdict if run in at_level else NO_ABLATION for run in table.index
     ]
+    return columns
 
 
-def batch_size_ranks(table: pd.DataFrame, config: dict) -> pd.Series:
-    """Run -> the rank (1 the lowest) of its batch-size level's mean gamma; NA off that factor."""
-    ranks = pd.Series(pd.NA, index=table.index, dtype="Int64")
-    levels = batch_size_levels(table, config)
-    order = pd.Series([gamma for _, _, gamma in levels]).rank(method="min").astype(int)
-    for (_, runs, _), rank in zip(levels, order):
-        ranks[runs] = rank
-    return ranks
+def schedule_shape(schedule: dict, run: dict) -> dict:
+    """The fitted schedule's shape: warm-up and decay present (each at least SHAPE_FACTOR between
+    the peak and its ends), its peak over the lr the run used; NaN where none is fitted."""
+    if "family" not in schedule:
+        return {
+            "schedule_warmup": np.nan,
+            "schedule_decay": np.nan,
+            "schedule_peak_over_lr": np.nan,
+        }
+    params = schedule["params"]
+    constant = schedule["family"] == "constant"
+    return {
+        "schedule_warmup": not constant
+        and params["warmup"] > 0
+        and params["start"] <= 1 / SHAPE_FACTOR,
+        "schedule_decay": not constant
+        and params["decay_end"] > params["warmup"]
+        and params["end"] <= 1 / SHAPE_FACTOR,
+        "schedule_peak_over_lr": params["peak"] / run["lr"],
+    }
 
 
 def claims_table(
@@ -122,139 +130,45 @@ def claims_table(
     schedules: dict[str, dict],
     config: dict,
     interpolations: dict[str, pd.DataFrame] | None = None,
+    weighted: bool = True,
 ) -> pd.DataFrame:
     """One row per run of the config, in its order (see the module docstring); `interpolations`
-    (run name -> interpolation table) where that analysis is on."""
+    (run name -> interpolation table) where that analysis is on; `weighted`: each checkpoint
+    weighs the share of training it stands for (report/run_statistics.py), else every row alike."""
     runs = expand_runs(config)
     check_tables(tables, runs)
-    rows = {
-        name: {key: run[key] for key in SETTINGS} | run_claims(tables[name])
-        for name, run in runs.items()
-    }
+    rows, draws = {}, {}
+    for name, run in runs.items():
+        # The guarantee over the directions schedule.json's `bound` took: its ignore_last.
+        ignore_last = schedules.get(name, {}).get("ignore_last", IGNORE_LAST)
+        values, drawn = run_statistics(tables[name], run, ignore_last, weighted)
+        draws[name] = drawn["mean_gamma"]
+        shape = schedule_shape(schedules.get(name, {}), run)
+        rows[name] = {key: run[key] for key in SETTINGS} | with_intervals(values, drawn) | shape
+        rows[name]["schedule_family"] = schedules.get(name, {}).get("family")
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "run"
-    table["batch_size_gamma_rank"] = batch_size_ranks(table, config)
-    # The schedule stage writes `family` once it fits one; until then the column stays empty.
-    table["schedule_family"] = [schedules.get(run, {}).get("family") for run in table.index]
+    table = table.join(batch_size_columns(table, draws, config))
     if interpolations:
         check_tables(interpolations, runs, "interpolation")
         straight = {run: monotone_summary(interpolations[run]) for run in table.index}
         for column, key in STRAIGHT_PATH.items():
             table[column] = [straight[run][key] for run in table.index]
-    return table
+    for run, row in table.iterrows():
+        for claim, verdict in run_verdicts(row).items():
+            table.loc[run, f"verdict_{claim}"] = verdict
+    ordered = [c for c in table.columns if not c.startswith("verdict_")]
+    return table[ordered + sorted(c for c in table.columns if c.startswith("verdict_"))]
 
 
-def _listed(table: pd.DataFrame, column: str, fmt, before: str = "", after: str = "") -> str:
-    """Each run with its value (`fmt`: a format string or a function), between `before` and
-    `after`; "" where the table has no rows."""
-    if table.empty:
-        return ""
-    show = fmt.format if isinstance(fmt, str) else fmt
-    return before + ", ".join(f"{run} {show(v)}" for run, v in table[column].items()) + after
-
-
-def _range(table: pd.DataFrame, column: str, fmt: str) -> str:
-    low, high = table[column].idxmin(), table[column].idxmax()
-    return (
-        f"from {fmt.format(table.loc[low, column])} ({low}) "
-        f"to {fmt.format(table.loc[high, column])} ({high})"
-    )
-
-
-def _controls(table: pd.DataFrame) -> str:
-    """Median gamma beside its controls for the runs with a seed sibling; the origin's range."""
-    paired = table.dropna(subset=["median_gamma_other"])
-    columns = ["median_gamma", "median_gamma_other", "median_gamma_origin"]
-    siblings = "; ".join(
-        f"{run} " + " / ".join(f"{value:.3f}" for value in row)
-        for run, row in paired[columns].iterrows()
-    )
-    origin = f"median γ_origin {_range(table, 'median_gamma_origin', '{:.3f}')}."
-    if paired.empty:
-        return "no run differs from another in its seed alone (no γ_other); " + origin
-    return f"median γ / γ_other / γ_origin: {siblings}; over all runs, {origin}"
-
-
-def _straight_path(table: pd.DataFrame) -> str:
-    """The runs whose every segment to w* descends, and the others' shares and largest rises."""
-    bumpy = table[table["monotone_share"] < 1]
-    others = "; in the others: " + ", ".join(
-        f"{run} {format_share(row.monotone_share)} (largest rise {row.largest_bump:.2g}, "
-        f"{row.largest_bump_relative:.1%} of its segment's starting loss)"
-        for run, row in bumpy.iterrows()
-    )
-    return (
-        f"monotone at every measured checkpoint in {len(table) - len(bumpy)} of {len(table)} "
-        f"runs" + (others if len(bumpy) else "") + "."
-    )
-
-
-def claim_statements(table: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """Each claim of the paper beside what the runs of `table` show, in numbers."""
-    runs = len(table)
-    turns = table[table["gamma_positive_share"] < 1]
-    stability = []
-    for column, name in (("rsi", "RSI"), ("eb", "EB")):
-        outside = table[~table[f"{column}_within_2x"]]
-        stability.append(
-            f"{name} in {runs - len(outside)} of {runs} runs"
-            + _listed(outside, f"{column}_max_factor", "{:.1f}x", " (not: ", ")")
-        )
-    by_size = [(value, gamma) for value, _, gamma in batch_size_levels(table, config)]
-    increasing = all(low < high for (_, low), (_, high) in zip(by_size, by_size[1:]))
-    families = table.dropna(subset=["schedule_family"])
-    rows = [
-        (
-            "No wrong turns: sampled gradients point towards the final point (γ > 0) "
-            "along the whole path.",
-            f"sampled γ > 0 over the first 95 % of training in every minibatch of "
-            f"{runs - len(turns)} of {runs} runs"
-            + _listed(turns, "gamma_positive_share", format_share, "; in the others: ")
-            + ".",
-        ),
-        (
-            "γ is small (a cosine in many dimensions) but far above noise: z = γ √d far above "
-            "the 1 of a random direction.",
-            f"median γ {_range(table, 'median_gamma', '{:.3f}')}; "
-            f"median z {_range(table, 'median_z', '{:.1f}')}.",
-        ),
-        (
-            "RSI and EB are stable during most of training (enough for linear convergence).",
-            "within a factor of 2 of their median over the middle 80 % of training: "
-            + "; ".join(stability)
-            + ".",
-        ),
-        (
-            "Larger minibatches give sampled gradients a larger γ (less sampling noise).",
-            "mean γ by batch size: "
-            + ", ".join(f"{format_value(v)}: {g:.3f}" for v, g in by_size)
-            + ("; it increases with batch size." if increasing else "; not increasing.")
-            if len(by_size) > 1
-            else "no batch_size ablation in this config.",
-        ),
-        (
-            "The locally optimal step η* = RSI / EB² prescribes schedules like those of practice "
-            "(warm-up, then decay).",
-            _listed(families, "schedule_family", "{}", "fitted family: ", ".")
-            or "no family fitted yet (schedule.json has no `family`).",
-        ),
-        (
-            "Beyond the paper, the controls: is it this run's own final point? Sampled gradients "
-            "against another seed's final point (γ_other) and against the origin (γ_origin: "
-            "does the step merely shrink the weights?).",
-            _controls(table),
-        ),
-    ]
-    if "monotone_share" in table:
-        rows.append(
-            (
-                "Beyond the paper, no wrong turns in the most literal sense "
-                "(Goodfellow et al. 2015; Lucas et al. 2021): the loss falls monotonically along "
-                "the straight segment from each checkpoint to w*.",
-                _straight_path(table),
-            )
-        )
-    return pd.DataFrame(rows, columns=["the paper (in our words)", "our runs"])
+def _cell(value) -> str:
+    """A value of the per-run table as the page shows it: numbers to 4 digits, every missing
+    value (NaN, None) as NA alike."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "NA"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def write_claims(
@@ -275,6 +189,7 @@ def write_claims(
     with written(out_csv) as tmp:
         table.to_csv(tmp)
     statements = claim_statements(table, config)
+    shown = table.reset_index()
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>Claims</title>"
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;"
@@ -282,9 +197,7 @@ def write_claims(
         "</style></head><body>\n<h2>The paper's claims beside our runs</h2>\n"
         + statements.to_html(index=False, border=0, justify="left")
         + "\n<h2>Per run (claims.csv)</h2>\n"
-        + table.reset_index().to_html(
-            index=False, border=0, justify="left", float_format="{:.4g}".format, na_rep="NA"
-        )
+        + shown.astype(object).map(_cell).to_html(index=False, border=0, justify="left")
         + "\n</body></html>\n"
     )
     with written(out_html) as tmp:

@@ -13,11 +13,17 @@ its `base`, `ablations` and `runs` say which runs there are and what each level 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from nowrongturns.config import SYNTHETIC_TASKS, ablation_levels, expand_runs, format_value
-from nowrongturns.report.claims import FIRST, check_tables, run_claims
+from nowrongturns.report.claims import FIRST, check_tables
 from nowrongturns.report.formatting import format_share
+from nowrongturns.report.run_statistics import (
+    IGNORE_LAST,
+    checkpoint_median_draws,
+    run_statistics,
+)
 from nowrongturns.report.style import (
     PROGRESS_LABEL,
     QUANTITIES,
@@ -28,6 +34,7 @@ from nowrongturns.report.style import (
     set_style,
     three_panels,
 )
+from nowrongturns.report.uncertainty import DRAWS, SEED, interval, seed_draws
 
 
 def sampled_medians(geometry: pd.DataFrame) -> pd.DataFrame:
@@ -35,34 +42,50 @@ def sampled_medians(geometry: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({column: sampled_quantiles(geometry, column)[0.5] for column in QUANTITIES})
 
 
+def level_band(tables: dict[str, pd.DataFrame], runs: list[str], column: str) -> pd.DataFrame:
+    """A level's curve: per checkpoint (indexed by progress), the mean over its seeds of the
+    median over sampled minibatches of `column`, and its 95 % bootstrap interval (seeds and
+    minibatches resampled), columns "mean", "low", "high". Seeds share their checkpoints (they
+    differ in the seed alone): aligned on progress."""
+    per_run = [checkpoint_median_draws(tables[run], column) for run in runs]
+    progress = per_run[0].index
+    for run, medians in zip(runs, per_run):
+        if not medians.index.equals(progress):
+            raise ValueError(f"run {run!r}: its checkpoints are not those of {runs[0]!r}")
+    drawn = np.stack([medians[list(range(DRAWS))].to_numpy().T for medians in per_run])
+    level = seed_draws(drawn, np.random.default_rng(SEED))
+    bounds = np.array([interval(level[:, k]) for k in range(len(progress))])
+    mean = np.mean([medians["median"] for medians in per_run], axis=0)
+    return pd.DataFrame({"mean": mean, "low": bounds[:, 0], "high": bounds[:, 1]}, index=progress)
+
+
 def ablation_figure(tables: dict[str, pd.DataFrame], config: dict, factor: str) -> plt.Figure:
     """One line per level of `factor`: the median over sampled minibatches of RSI, EB and gamma;
-    a level with seed replicates is drawn as their mean, in a band from their lowest to highest."""
+    a level with seed replicates is drawn as their mean, in its 95 % bootstrap band (seeds and
+    minibatches resampled)."""
     levels = ablation_levels(config)[factor]
     palette = run_palette(list(expand_runs(config)))
     fig, panels = three_panels(f"ablation of {factor}: median over sampled minibatches")
     every_rsi = []
     for value, runs in levels:
         check_tables(tables, runs)
-        # Replicates share their checkpoints (they differ in the seed alone): aligned on progress.
-        medians = pd.concat({run: sampled_medians(tables[run]) for run in runs}, axis=1)
-        every_rsi.append(medians.xs("rsi", axis=1, level=1).stack())
         notes = ["base"] if "base" in runs else []
         if len(runs) > 1:
-            notes.append(f"mean, range of {len(runs)} seeds")
+            notes.append(f"mean of {len(runs)} seeds, 95 % band")
         label = f"{factor} = {format_value(value)}" + (f" ({'; '.join(notes)})" if notes else "")
         for column, ax in panels.items():
-            curves = medians.xs(column, axis=1, level=1)
-            ax.plot(curves.index, curves.mean(axis=1), color=palette[runs[0]], label=label)
-            if len(runs) > 1:
+            if len(runs) == 1:
+                curve = sampled_medians(tables[runs[0]])[column]
+                ax.plot(curve.index, curve, color=palette[runs[0]], label=label)
+            else:
+                band = level_band(tables, runs, column)
+                curve = band["mean"]
+                ax.plot(band.index, curve, color=palette[runs[0]], label=label)
                 ax.fill_between(
-                    curves.index,
-                    curves.min(axis=1),
-                    curves.max(axis=1),
-                    color=palette[runs[0]],
-                    alpha=0.2,
-                    lw=0,
+                    band.index, band["low"], band["high"], color=palette[runs[0]], alpha=0.2, lw=0
                 )
+            if column == "rsi":
+                every_rsi.append(curve)
     scale_axes(panels, pd.concat(every_rsi))
     legend_below(fig, panels["gamma"], ncols=min(len(levels), 4))
     return fig
@@ -85,7 +108,8 @@ def contrast_figure(tables: dict[str, pd.DataFrame], config: dict) -> plt.Figure
     for ax, (title, names) in zip(axes, groups.items()):
         for run in names:
             median = sampled_quantiles(tables[run], "gamma")[0.5]
-            share = run_claims(tables[run])["gamma_positive_share"]
+            values, _ = run_statistics(tables[run], runs[run], IGNORE_LAST, draws=1)
+            share = values["gamma_positive_share"]  # the same whatever ignore_last
             ax.plot(
                 median.index,
                 median,

@@ -23,6 +23,7 @@ import seaborn as sns
 
 from nowrongturns.files import written
 from nowrongturns.report.formatting import format_share
+from nowrongturns.report.path_figures import endpoints_figure, layers_figure
 from nowrongturns.report.style import (
     CONTROL_STYLE,
     PROGRESS_LABEL,
@@ -44,6 +45,14 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
     fig, panels = three_panels(f"{run}: geometry of sampled gradients against $w^* = w_T$")
     sources = {source: rows for source, rows in geometry.groupby("source")}
     train_batch = sources.get("train_batch")
+    # A deterministic objective has no labels to shuffle: its shuffled-label rows are its train
+    # batch's, not a contrast.
+    deterministic = train_batch is not None and "random_labels" in sources
+    deterministic = (
+        deterministic
+        and len(sources["random_labels"]) == len(train_batch)
+        and np.allclose(sources["random_labels"]["gamma"], train_batch["gamma"])
+    )
     bands = {column: sampled_quantiles(geometry, column) for column in panels}
     for column, ax in panels.items():
         band = bands[column]
@@ -67,7 +76,7 @@ def geometry_figure(geometry: pd.DataFrame, run: str) -> plt.Figure:
             )
         # Shuffled-label gradients point away from w* with a large RSI: on the RSI panel they would
         # take its scale; on EB and gamma they compare.
-        if "random_labels" in sources and column != "rsi":
+        if "random_labels" in sources and column != "rsi" and not deterministic:
             rows = sources["random_labels"]
             ax.plot(rows["progress"], rows[column], ls=":", **SOURCE_STYLE["random_labels"])
         if train_batch is not None:
@@ -229,6 +238,8 @@ RUN_FIGURES = {
     "bound": (bound_figure, ["bound.csv", "schedule.json"]),
     "dense": (dense_figure, ["dense.parquet", "geometry.parquet"]),
     "closed_loop": (closed_loop_figure, ["closed_loop_curves.csv"]),
+    "layers": (layers_figure, ["layers.parquet"]),
+    "endpoints": (endpoints_figure, ["endpoints.parquet", "geometry.parquet"]),
 }
 
 
