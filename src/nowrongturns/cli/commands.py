@@ -104,6 +104,7 @@ def cmd_measure(args) -> None:
         full_batch_chunk=args.full_batch_chunk,
         trusted=args.trust,
         other_final=args.other_final,
+        require=args.require,
     )
 
 

@@ -112,6 +112,15 @@ def parser() -> argparse.ArgumentParser:
         "--full-batch-chunk", type=int, default=4096, help="examples per chunk of the full pass"
     )
     measure.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        choices=("train_batch", "random_labels", "update"),
+        help="a source that must be measured: a trajectory that cannot give it (recorded without "
+        "minibatch indices or optimizer state, imported) stops, naming what is missing; "
+        "otherwise each is measured where the trajectory allows (repeatable)",
+    )
+    measure.add_argument(
         "--checkpoints",
         type=int,
         nargs=2,

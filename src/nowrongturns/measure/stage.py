@@ -10,6 +10,7 @@ transfer. The next checkpoint's weights are read from disk while the current one
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,6 +58,45 @@ def measured_range(traj: TrajectoryReader, checkpoints: tuple[int, int] | None) 
     return range(first, last + 1)
 
 
+# The sources a trajectory can lack, and what each needs that a recorded or imported one may
+# not hold: sampled, fixed and full_batch need only the weights, the model and the task.
+NEEDS = {
+    "train_batch": "the minibatch indices of each step (Recorder.step(indices=...))",
+    "random_labels": "the minibatch indices of each step (Recorder.step(indices=...))",
+    "update": "the minibatch indices of each step and the optimizer state at each checkpoint "
+    "(a torch.optim optimizer given to the Recorder)",
+}
+
+
+def missing_sources(traj: TrajectoryReader) -> dict[str, str]:
+    """Source -> what it needs that the trajectory does not hold, for each it cannot give."""
+    indices = "batch_indices" in traj.step_columns
+    can = {"train_batch": indices, "random_labels": indices}
+    can["update"] = indices and traj.optimizer_recorded
+    return {source: NEEDS[source] for source, possible in can.items() if not possible}
+
+
+def measured_sources(traj: TrajectoryReader, asked: dict[str, bool], required) -> dict:
+    """`asked` (random_labels, update: each on where the trajectory allows) as the trajectory
+    allows, with `train_batch`; a source in `required` that it cannot give stops, named."""
+    missing = missing_sources(traj)
+    for source in required:
+        if source in missing:
+            raise ValueError(
+                f"{traj.path}: source {source!r} cannot be measured: it needs {missing[source]}, "
+                f"which this {traj.origin} trajectory does not hold"
+            )
+    left_out = sorted(s for s in missing if asked.get(s, True))
+    if left_out:
+        print(
+            f"{traj.path}: {traj.origin} trajectory without {', '.join(left_out)}: "
+            + "; ".join(f"{s} needs {missing[s]}" for s in left_out),
+            file=sys.stderr,
+        )
+    chosen = {source: on and source not in missing for source, on in asked.items()}
+    return {**chosen, "train_batch": "train_batch" not in missing}
+
+
 def measure(
     trajectory: str,
     out: str,
@@ -71,6 +111,7 @@ def measure(
     checkpoints: tuple[int, int] | None = None,
     trusted: Iterable[str] = (),
     other_final: str | None = None,
+    require: Iterable[str] = (),
     **settings,
 ) -> pd.DataFrame:
     """The geometry table of a trajectory (DESIGN section 5), or of its measured checkpoints
@@ -78,11 +119,16 @@ def measure(
     asked), deterministic algorithms on. `settings`: the other fields of Sources. The fixed
     minibatches' indices are in the table's attrs (`fixed_batches`), kept in the Parquet file.
     A factory the trajectory names is imported only where `trusted` names it (config/factories.py).
-    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`."""
-    sources = Sources(samples, full_batch, random_labels, update, **settings)
+    `other_final`: the trajectory of the run differing only in its seed, for `gamma_other`.
+    A recorded or imported trajectory gives the sources it holds what they need for
+    (`missing_sources`); one named in `require` that it cannot give stops the stage."""
     device = resolve_device(device)
     apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
+        asked = {"random_labels": random_labels, "update": update}
+        chosen = measured_sources(traj, asked, require)
+        update = chosen["update"]
+        sources = Sources(samples, full_batch, **chosen, **settings)
         run = traj.config
         require_trusted(run, trusted, trajectory)
         task = load_task(run).to(device)
@@ -103,7 +149,9 @@ def measure(
         measured = measured_range(traj, checkpoints)
         total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
         steps = traj.checkpoint_steps[measured.start : measured.stop]
-        train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
+        train_batches = [None] * len(steps)
+        if sources.train_batch:
+            train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
         fixed = fixed_batches(
             run["seed"], task.train_size, run["batch_size"], sources.fixed_batches
         )
@@ -112,7 +160,7 @@ def measure(
             request
             for index, step, batch in zip(measured, steps.tolist(), train_batches)
             for request in checkpoint_requests(
-                task, step, batch, run["seed"], sources, fixed, full[index]
+                task, step, batch, run["seed"], sources, fixed, full[index], run["batch_size"]
             )
         )
         stream = batches(task, requests, data_workers)
