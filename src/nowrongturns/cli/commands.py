@@ -79,6 +79,22 @@ def cmd_train(args) -> None:
     print(f"{run_name}{f' (rank {rank})' if rank else ''}: {cost}", file=sys.stderr)
 
 
+def cmd_import(args) -> None:
+    from nowrongturns.config import load_config
+    from nowrongturns.record.importer import import_trajectory
+
+    steps = args.steps
+    if steps != ["from_name"]:
+        try:
+            steps = [int(step) for step in steps]
+        except ValueError:
+            raise ValueError(f"--steps {' '.join(steps)}: from_name, or one integer per checkpoint")
+    else:
+        steps = "from_name"
+    out = import_trajectory(load_config(args.run), args.sources, args.out, steps)
+    print(f"{out}: imported from {len(args.sources)} source(s)", file=sys.stderr)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
