@@ -55,7 +55,12 @@ for name in ANALYSES:
 FIGURE_TABLES.extend(ANALYSIS_TABLES)
 # The closed loop: the base run retrained on each of these schedules (config schedule.retrain).
 LOOP_SCHEDULES = {"derived": "schedule.json", "cosine": "cosine.json"}
-RETRAINED = ["base"] if config["schedule"]["retrain"] else []
+# (Not a run the config imports: the loop trains it again, which needs our training of it.)
+RETRAINED = (
+    ["base"]
+    if config["schedule"]["retrain"] and "trajectory_from" not in config["base"]
+    else []
+)
 ABLATION_LEVELS = ablation_levels(config)
 SYNTHETIC_RUNS = [name for name, run in RUNS.items() if run["task"] in SYNTHETIC_TASKS]
 # The contrasting figure sets networks beside synthetic objectives: it needs one of each.
@@ -97,9 +102,14 @@ def factory_sources(wildcards):
 
 # Runs whose trajectory is imported (config trajectory_from), not trained: rule import.
 IMPORTED = {
-    name: run["trajectory_from"] for name, run in RUNS.items() if "trajectory_from" in run
+    name: run["trajectory_from"]
+    for name, run in RUNS.items()
+    if "trajectory_from" in run
 }
 IMPORTED_PATTERN = "|".join(re.escape(name) for name in IMPORTED) or "(?!)"
+TRAINED_PATTERN = (
+    "|".join(re.escape(name) for name in RUNS if name not in IMPORTED) or "(?!)"
+)
 
 
 def import_sources(wildcards):

@@ -3,10 +3,6 @@
 # training (nowrongturns.Recorder), instead of the train rule; every later stage reads it alike.
 
 
-# A run the config imports is imported, never trained (its name matches train's pattern too).
-ruleorder: import > train
-
-
 rule import:
     input:
         sources=import_sources,

@@ -88,7 +88,9 @@ def cmd_import(args) -> None:
         try:
             steps = [int(step) for step in steps]
         except ValueError:
-            raise ValueError(f"--steps {' '.join(steps)}: from_name, or one integer per checkpoint")
+            raise ValueError(
+                f"--steps {' '.join(steps)}: from_name, or one integer per checkpoint"
+            ) from None
     else:
         steps = "from_name"
     out = import_trajectory(load_config(args.run), args.sources, args.out, steps)
