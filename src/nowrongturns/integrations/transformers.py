@@ -7,10 +7,10 @@
                                        "batch_size": 32})
     transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
 
-One recorded step per optimizer step, with its learning rate (the Trainer's callbacks see no
-per-step loss, nor which examples a step drew: the measure stage then computes the sources that
-need only the weights). The optimizer's state is recorded where the Trainer's optimizer wraps
-one of torch.optim's own.
+One recorded step per optimizer step. The Trainer's callbacks see no per-step loss, nor which
+examples a step drew: the measure stage then computes the sources that need only the weights.
+They see the optimizer only where the Trainer was given it (`optimizers=(optimizer, None)`):
+then its state and learning rate are recorded too, and the `update` source can be measured.
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ def read_torch(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: refused by torch.load(weights_only=True), which runs none of the code a "
             f"pickle carries: {(lines or str(error).splitlines())[0]}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({error})") from None
+    except Exception as error:  # garbage fails anywhere in the unpickler (IndexError, ...)
+        raise CheckpointError(
+            f"{path}: not a PyTorch checkpoint ({type(error).__name__}: {error})"
+        ) from None
     return state_dict_of(loaded, path)
 
 
