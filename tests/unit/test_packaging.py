@@ -1,4 +1,5 @@
-"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml."""
+"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml, and the
+extras it carries."""
 
 import re
 import subprocess
@@ -17,9 +18,15 @@ def _name(requirement: str) -> str:
 CONDA_TO_PYPI = {"pytorch": "torch"}
 
 
+# The extras environment.yml installs beside the runtime dependencies.
+ENVIRONMENT_EXTRAS = ("lightning", "transformers")
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pypi = {_name(r) for r in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    required = project["dependencies"] + [r for extra in ENVIRONMENT_EXTRAS for r in extras[extra]]
+    pypi = {_name(r) for r in required}
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = set()
     for entry in environment["dependencies"]:
@@ -34,6 +41,7 @@ def test_environment_yml_matches_pyproject():
 def test_every_stage_has_help():
     for stage in (
         "train",
+        "import",
         "measure",
         "schedule",
         "figures",
