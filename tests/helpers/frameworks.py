@@ -32,8 +32,8 @@ class Examples(torch.utils.data.Dataset):
         return {"index": index, "x": inputs[0], "labels": targets[0]}
 
 
-def lightning_fit(out: Path) -> tuple[Path, list[Path]]:
-    """Fit STEPS steps with the callback recording into out/trajectory.h5 and Lightning's
+def lightning_fit(out: Path, steps: int = STEPS) -> tuple[Path, list[Path]]:
+    """Fit `steps` steps with the callback recording into out/trajectory.h5 and Lightning's
     ModelCheckpoint saving every 2 steps into out/ckpts: (trajectory, .ckpt files)."""
     import lightning.pytorch as pl
 
@@ -65,7 +65,7 @@ def lightning_fit(out: Path) -> tuple[Path, list[Path]]:
     )
     loader = torch.utils.data.DataLoader(Examples(task), batch_size=BATCH, shuffle=True)
     trainer = pl.Trainer(
-        max_steps=STEPS,
+        max_steps=steps,
         accelerator="cpu",
         devices=1,
         callbacks=[recorder, saver],
@@ -78,8 +78,8 @@ def lightning_fit(out: Path) -> tuple[Path, list[Path]]:
     return out / "trajectory.h5", sorted((out / "ckpts").glob("*.ckpt"))
 
 
-def hf_train(out: Path) -> tuple[Path, list[Path]]:
-    """Train STEPS steps with the Trainer, the callback recording into out/trajectory.h5 and the
+def hf_train(out: Path, steps: int = STEPS) -> tuple[Path, list[Path]]:
+    """Train `steps` steps with the Trainer, the callback recording into out/trajectory.h5 and the
     Trainer saving checkpoint-N/ folders every 2 steps into out/hf: (trajectory, folders)."""
     import transformers
 
@@ -101,7 +101,7 @@ def hf_train(out: Path) -> tuple[Path, list[Path]]:
 
     arguments = transformers.TrainingArguments(
         output_dir=str(out / "hf"),
-        max_steps=STEPS,
+        max_steps=steps,
         per_device_train_batch_size=BATCH,
         learning_rate=0.01,
         save_strategy="steps",
