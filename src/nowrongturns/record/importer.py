@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -123,7 +124,17 @@ def import_recorded(run: dict, source: str, out: str) -> Path:
             + ", but the run says "
             + ", ".join(f"{key} {run.get(key)!r}" for key in differing)
         )
-    config = {**run, **{key: recorded[key] for key in RECORDED_KEYS if key in recorded}}
+    kept = {key: recorded[key] for key in RECORDED_KEYS if key in recorded}
+    overruled = {key: value for key, value in kept.items() if run.get(key) != value}
+    if overruled:  # the workflow's claims table still says the config's (it reads the config)
+        print(
+            f"{source}: as recorded, not as the run says: "
+            + ", ".join(
+                f"{key} {value!r} (run: {run.get(key)!r})" for key, value in overruled.items()
+            ),
+            file=sys.stderr,
+        )
+    config = {**run, **kept}
     partial = partial_path(out)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, partial)
