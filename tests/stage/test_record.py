@@ -116,3 +116,17 @@ def test_the_recorded_weights_are_the_models(tmp_path):
         last = torch.cat([model.weight.reshape(-1), model.bias]).detach().numpy()
         np.testing.assert_array_equal(traj.weights(-1), last)
         assert list(traj.checkpoint_steps) == [0, 1, 2, 3]
+
+
+def test_steps_past_the_first_buffers_are_kept(tmp_path):
+    """The device buffers start at 1024 steps and grow: nothing before or after is lost."""
+    model = torch.nn.Linear(3, 2)
+    run = RUN | {"batch_size": 2}
+    with nowrongturns.Recorder(tmp_path / "t.h5", model, run=run, checkpoint={"every": 700}) as rec:
+        for step in range(1500):
+            rec.step(loss=torch.tensor(float(step)), lr=step / 10, indices=[step, step + 1])
+    with TrajectoryReader(tmp_path / "t.h5") as traj:
+        assert list(traj.checkpoint_steps) == [*range(10), 700, 1400, 1500]
+        np.testing.assert_array_equal(traj.steps("loss"), np.arange(1500))
+        np.testing.assert_array_equal(traj.steps("lr"), np.arange(1500) / 10)
+        assert traj.batch_indices(1200).tolist() == [1200, 1201]

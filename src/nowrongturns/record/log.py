@@ -38,7 +38,7 @@ class StepLog:
             self._grow(max(2 * len(self.losses), step + 1))
 
     def _grow(self, capacity: int) -> None:
-        self.losses = _grown(self.losses, capacity)
+        self.losses = grown(self.losses, capacity)
 
     def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """The /steps columns of steps start..stop-1, on the host."""
@@ -80,8 +80,8 @@ class StepLog:
             self.background.shutdown()
 
 
-def _grown(values: torch.Tensor, capacity: int) -> torch.Tensor:
+def grown(values: torch.Tensor, capacity: int) -> torch.Tensor:
     """`values` in a buffer of `capacity` rows (on its device, its rows first, zeros after)."""
-    grown = values.new_zeros((capacity, *values.shape[1:]))
-    grown[: len(values)] = values
-    return grown
+    bigger = values.new_zeros((capacity, *values.shape[1:]))
+    bigger[: len(values)] = values
+    return bigger

@@ -16,7 +16,8 @@ recorder is made); the last one, at `close`, is w*. Each holds the weights, the 
 an optimizer of torch.optim's own with one parameter group, its state. Per step it keeps what it
 is given, on the device, written at each checkpoint: the loss, the learning rate (the
 optimizer's own where none is given), the minibatch's example indices in the task. What it was
-given decides which sources the measure stage can compute (measure/stage.py `available`).
+given decides which sources the measure stage can compute (measure/stage.py
+`missing_sources`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nowrongturns.record.log import StepLog, _grown
+from nowrongturns.record.log import StepLog, grown
 from nowrongturns.record.run import optimizer_state, recorded_run
 from nowrongturns.trajectory.format import partial_path
 from nowrongturns.trajectory.state import flat_buffers, flat_parameters
@@ -50,7 +51,7 @@ class RecordedLog(StepLog):
         super()._grow(capacity)
         self.lrs = np.concatenate([self.lrs, np.zeros(capacity - len(self.lrs))])
         if self.indices is not None:
-            self.indices = _grown(self.indices, capacity)
+            self.indices = grown(self.indices, capacity)
 
     def _block(self, start: int, stop: int) -> dict[str, np.ndarray]:
         block = super()._block(start, stop)
