@@ -1,6 +1,7 @@
 # `make run` and `make test` set up what is missing (a virtual environment in .venv with the
-# package, its dependencies, the test tools and the timm and docs extras the tests use), then run
-# the workflow or the tests; `make docs` builds the documentation site into site/.
+# package, its dependencies, the test tools and the extras the tests use: timm, docs, lightning,
+# transformers), then run the workflow or the tests; `make docs` builds the documentation site
+# into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --editable '.[test,timm,docs]'
+	$(BIN)/pip install --quiet --editable '.[test,timm,docs,lightning,transformers]'
 	touch $@
 
 run: setup

@@ -16,6 +16,7 @@ report: "workflow/report/workflow.rst"
 # Validates the config against workflow/schemas/ (filling defaults) and defines RUNS and helpers.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/import.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/replay.smk"
 include: "workflow/rules/analyses.smk"

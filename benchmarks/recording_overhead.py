@@ -1,13 +1,17 @@
-"""Training time with the trajectory recorded (the train stage) / the same training without.
+"""Training time with the trajectory recorded / the same training without: the train stage,
+and a user's own loop with nowrongturns.Recorder around it.
 
-    python benchmarks/recording_overhead.py            # the CPU default and a CIFAR ResNet-20
+    python benchmarks/recording_overhead.py                   # every case below
+    python benchmarks/recording_overhead.py --cases digits --repeats 11
 
 Both sides train the same model on the same minibatches with the same optimizer and schedule;
-"without" is the bare loop (forward, backward, step), "with" is `nwt train` writing the
-trajectory at the default cadence. Each side runs `--repeats` times, interleaved. Printed: the
-ratio of the best wall times, the median ratio of the interleaved pairs, and the same for CPU
-time (all threads of the process, so the background checkpoint writes count in full). This
-machine is a shared VM: single timings wander by +-10 %, hence the repeats.
+"without" is the bare loop (forward, backward, step). "With" is `nwt train` writing the
+trajectory at the default cadence (the train stage), or the same bare loop with the public
+recorder told each step's loss and minibatch indices, checkpointing at the same cadence (a
+user's loop). Each side runs `--repeats` times, interleaved. Printed: the ratio of the best wall
+times, the median ratio of the interleaved pairs, and the same for CPU time (all threads of the
+process, so the background checkpoint writes count in full). This machine is a shared VM:
+single timings wander by +-10 %, hence the repeats.
 """
 
 import argparse
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+import nowrongturns
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.models import build_model
 from nowrongturns.optim.learning_rates import lr_schedule
@@ -27,34 +32,50 @@ from nowrongturns.tasks.load import load_task
 from nowrongturns.train.stage import evaluate, train
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+# (what records, the run's changes from the default): "train" is the train stage, "loop" a
+# user's loop through nowrongturns.Recorder.
 CASES = {
-    "digits cnn (the default base run)": {},
+    "digits cnn (the default base run)": ("train", {}),
+    "digits cnn, a user's loop with nowrongturns.Recorder": ("loop", {}),
     # CIFAR-sized inputs without the dataset: mnist5k images padded to 32x32 would change the task,
     # so the ResNet runs on mnist5k itself, 28x28.
-    "mnist5k resnet-20": {
-        "task": "mnist5k",
-        "model": "resnet",
-        "width": 16,
-        "depth": 3,
-        "epochs": 1,
-        "batch_size": 128,
-    },
+    "mnist5k resnet-20": (
+        "train",
+        {
+            "task": "mnist5k",
+            "model": "resnet",
+            "width": 16,
+            "depth": 3,
+            "epochs": 1,
+            "batch_size": 128,
+        },
+    ),
 }
 
 
-def bare_training(run: dict) -> None:
-    """The training loop of the train stage without anything recorded."""
+def bare_training(run: dict, recorded_to: Path | None = None) -> None:
+    """The training loop of the train stage without anything recorded; or, `recorded_to` a
+    path, as a user's loop with nowrongturns.Recorder writing there."""
     task = load_task(run)
     torch.manual_seed(run["seed"])
     model = build_model(run, task).train()
     optimizer = build_optimizer(run, model)
     total_steps = run["epochs"] * (task.train_size // run["batch_size"])
     lrs = lr_schedule(run, total_steps)
+    recorder = None
+    if recorded_to is not None:
+        recorder = nowrongturns.Recorder(
+            recorded_to, model, optimizer, run=run, checkpoint=run["checkpoint"]
+        )
     for step, indices in minibatches(
         run["seed"], task.train_size, run["batch_size"], 0, total_steps
     ):
-        forward_backward(model, optimizer, task, indices, lrs[step], step)
+        loss = forward_backward(model, optimizer, task, indices, lrs[step], step)
         optimizer.step()
+        if recorder is not None:
+            recorder.step(loss=loss, indices=indices)
+    if recorder is not None:
+        recorder.close()
     evaluate(model, task)  # the train stage ends so too, recording or not
 
 
@@ -74,10 +95,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
+    parser.add_argument(
+        "--cases", default="", help="only the cases whose name contains this (digits, resnet)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), best of {args.repeats}")
-    for name, changes in CASES.items():
+    for name, (recording, changes) in CASES.items():
+        if args.cases not in name:
+            continue
         run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "trajectory.h5"
@@ -85,7 +111,10 @@ def main() -> None:
             recorded, bare = [], []
             for _ in range(args.repeats):
                 out.unlink(missing_ok=True)
-                recorded.append(timed(train, run, out, "cpu"))
+                if recording == "train":
+                    recorded.append(timed(train, run, out, "cpu"))
+                else:
+                    recorded.append(timed(bare_training, run, out))
                 bare.append(timed(bare_training, run))
         for clock, column in (("wall", 0), ("cpu", 1)):
             with_recording = [times[column] for times in recorded]

@@ -107,12 +107,13 @@ def nwt_train(run: dict, out: Path, env: dict | None = None) -> subprocess.Compl
 
 def stored(trajectory: Path) -> dict:
     with h5py.File(trajectory) as f:
+        steps = f["steps"]  # a recorded trajectory holds the columns it was given
         return {
             "checkpoint_steps": f["checkpoints/step"][:],
             "weights": f["checkpoints/weights"][:].astype(np.float64),
-            "lr": f["steps/lr"][:],
-            "grad_norm": f["steps/grad_norm"][:],
-            "clip_factor": f["steps/clip_factor"][:],
+            **{
+                name: steps[name][:] for name in ("lr", "grad_norm", "clip_factor") if name in steps
+            },
         }
 
 

@@ -22,7 +22,8 @@ def test_every_design_dataset_and_attribute(trained):
     run, trajectory, _ = trained()
     with h5py.File(trajectory, "r") as f:
         attrs = f.attrs
-        assert attrs["format"] == "nowrongturns-trajectory" and attrs["format_version"] == 2
+        assert attrs["format"] == "nowrongturns-trajectory" and attrs["format_version"] == 3
+        assert attrs["origin"] == "trained" and len(attrs["step_columns"]) == 8
         assert attrs["status"] == "complete"
         for key in ("config", "param_count", "torch_version", "device", "created"):
             assert key in attrs

@@ -1,5 +1,5 @@
-"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml, and its
-`docs` extra."""
+"""environment.yml (conda/mamba) lists the same runtime dependencies as pyproject.toml, and the
+extras it carries."""
 
 import re
 import subprocess
@@ -18,10 +18,15 @@ def _name(requirement: str) -> str:
 CONDA_TO_PYPI = {"pytorch": "torch"}
 
 
+# The extras environment.yml installs beside the runtime dependencies.
+ENVIRONMENT_EXTRAS = ("docs", "lightning", "transformers")
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["docs"]
-    pypi = {_name(r) for r in requirements}
+    extras = project["optional-dependencies"]
+    required = project["dependencies"] + [r for extra in ENVIRONMENT_EXTRAS for r in extras[extra]]
+    pypi = {_name(r) for r in required}
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = set()
     for entry in environment["dependencies"]:
@@ -36,6 +41,7 @@ def test_environment_yml_matches_pyproject():
 def test_every_stage_has_help():
     for stage in (
         "train",
+        "import",
         "measure",
         "schedule",
         "figures",

@@ -1,3 +1,4 @@
+import glob
 import json
 import re
 import shlex
@@ -63,7 +64,12 @@ for name in ANALYSES:
 FIGURE_TABLES.extend(ANALYSIS_TABLES)
 # The closed loop: the base run retrained on each of these schedules (config schedule.retrain).
 LOOP_SCHEDULES = {"derived": "schedule.json", "cosine": "cosine.json"}
-RETRAINED = ["base"] if config["schedule"]["retrain"] else []
+# (Not a run the config imports: the loop trains it again, which needs our training of it.)
+RETRAINED = (
+    ["base"]
+    if config["schedule"]["retrain"] and "trajectory_from" not in config["base"]
+    else []
+)
 ABLATION_LEVELS = ablation_levels(config)
 SYNTHETIC_RUNS = [name for name, run in RUNS.items() if run["task"] in SYNTHETIC_TASKS]
 # The contrasting figure sets networks beside synthetic objectives: it needs one of each.
@@ -101,6 +107,39 @@ def factory_sources(wildcards):
         module_file(factory) for factory in factories(RUNS[wildcards.run]).values()
     )
     return sorted({str(path) for path in found if path is not None})
+
+
+# Runs whose trajectory is imported (config trajectory_from), not trained: rule import.
+IMPORTED = {
+    name: run["trajectory_from"]
+    for name, run in RUNS.items()
+    if "trajectory_from" in run
+}
+IMPORTED_PATTERN = "|".join(re.escape(name) for name in IMPORTED) or "(?!)"
+TRAINED_PATTERN = (
+    "|".join(re.escape(name) for name in RUNS if name not in IMPORTED) or "(?!)"
+)
+
+
+def import_sources(wildcards):
+    """The recorded trajectory, or each checkpoint file or folder, of an imported run, sorted:
+    the order in which a list of `steps` is given."""
+    source = IMPORTED[wildcards.run]
+    if "trajectory" in source:
+        return [source["trajectory"]]
+    patterns = source["checkpoints"]
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    found = (
+        sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        for pattern in patterns
+    )
+    return sorted({path for paths in found for path in paths})
+
+
+def import_steps(wildcards):
+    """`--steps` of nwt import: from_name, or the step of each checkpoint."""
+    steps = IMPORTED[wildcards.run].get("steps", "from_name")
+    return steps if isinstance(steps, str) else " ".join(str(step) for step in steps)
 
 
 def trust_options(wildcards):

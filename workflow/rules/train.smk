@@ -5,6 +5,9 @@ rule train:
         results_path("runs/{run}/trajectory.h5"),
     log:
         results_path("logs/train/{run}.log"),
+    # The runs the config imports (rule import) are never trained.
+    wildcard_constraints:
+        run=TRAINED_PATTERN,
     # No benchmark: Snakemake allows none beside `cache` (the train log says what the job cost).
     # `snakemake --cache` (with SNAKEMAKE_OUTPUT_CACHE) reuses a trajectory that another workflow
     # trained: the cache key hashes the params, so they hold every input of training. The

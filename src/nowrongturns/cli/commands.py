@@ -82,6 +82,24 @@ def cmd_train(args) -> None:
     print(f"{run_name}{f' (rank {rank})' if rank else ''}: {cost}", file=sys.stderr)
 
 
+def cmd_import(args) -> None:
+    from nowrongturns.config import load_config
+    from nowrongturns.record.importer import import_trajectory
+
+    steps = args.steps
+    if steps != ["from_name"]:
+        try:
+            steps = [int(step) for step in steps]
+        except ValueError:
+            raise ValueError(
+                f"--steps {' '.join(steps)}: from_name, or one integer per checkpoint"
+            ) from None
+    else:
+        steps = "from_name"
+    out = import_trajectory(load_config(args.run), args.sources, args.out, steps)
+    print(f"{out}: imported from {len(args.sources)} source(s)", file=sys.stderr)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -108,6 +126,7 @@ def cmd_measure(args) -> None:
         trusted=args.trust,
         other_final=args.other_final,
         layers=args.layers,
+        require=args.require,
     )
 
 

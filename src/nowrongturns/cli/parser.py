@@ -99,6 +99,30 @@ def parser() -> argparse.ArgumentParser:
     _compute_options(train, "of the training compute (recorded in the trajectory)")
     train.set_defaults(func=commands.cmd_train)
 
+    imports = stages.add_parser(
+        "import",
+        help="a trajectory from a finished training's checkpoints, or from a recording",
+        description="Checkpoints (.pt/.pth/.bin loaded with torch.load(weights_only=True), "
+        ".safetensors, Lightning .ckpt, Hugging Face checkpoint-N/ folders), or one recorded "
+        "trajectory .h5 (nowrongturns.Recorder), into a trajectory the later stages read.",
+    )
+    imports.add_argument("sources", nargs="+", help="checkpoint files, folders or globs")
+    imports.add_argument(
+        "--run",
+        required=True,
+        help="the run config (inline JSON, or a YAML/JSON file): its model factory builds the "
+        "model the checkpoints are loaded into",
+    )
+    imports.add_argument("--out", required=True, help="trajectory.h5 to write")
+    imports.add_argument(
+        "--steps",
+        nargs="+",
+        default=["from_name"],
+        help="from_name (step=N, step_N, checkpoint-N, else the last number of each name), or "
+        "the step of each checkpoint, in the order of the sources as sorted",
+    )
+    imports.set_defaults(func=commands.cmd_import)
+
     measure = stages.add_parser("measure", help="RSI, EB and gamma along a trajectory (Parquet)")
     measure.add_argument("trajectory")
     measure.add_argument("--out", required=True, help="geometry.parquet to write")
@@ -132,6 +156,15 @@ def parser() -> argparse.ArgumentParser:
         type=chunk_size,
         default="batch",
         help="examples per chunk of the full pass, or 'batch': one shard of a minibatch each",
+    )
+    measure.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        choices=("train_batch", "random_labels", "update"),
+        help="a source that must be measured: a trajectory that cannot give it (recorded without "
+        "minibatch indices or optimizer state, imported) stops, naming what is missing; "
+        "otherwise each is measured where the trajectory allows (repeatable)",
     )
     measure.add_argument(
         "--checkpoints",

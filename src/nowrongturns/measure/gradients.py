@@ -116,6 +116,7 @@ class Sources:
     random_labels: bool = True
     update: bool = True
     full_batch_every: int = 1  # the full batch at every N-th measured checkpoint, first and last
+    train_batch: bool = True  # the minibatch training drew (where the trajectory holds it)
     fixed_batches: int = 0  # minibatches drawn once per run, measured at every checkpoint
     full_batch_chunk: int = 4096  # examples (chunk_examples resolves the config's "batch")
 
@@ -139,15 +140,19 @@ def checkpoint_requests(
     sources: Sources,
     fixed: list[torch.Tensor],
     full_batch: bool,
+    batch_size: int | None = None,
 ):
     """The minibatches measured at one checkpoint, in the order `gradients_at` takes them: the
-    train batch as training drew it, `samples` fresh ones with their own augmentation, the fixed
-    ones (the same minibatch and augmentation at every checkpoint), the training set in chunks,
-    each example augmented once."""
-    yield Request(batch, Draw(AUGMENT_TRAIN, (step,)), tag=("train_batch", 0))
+    train batch as training drew it (where `sources.train_batch`), `samples` fresh ones of
+    `batch_size` (default the train batch's) with their own augmentation, the fixed ones (the
+    same minibatch and augmentation at every checkpoint), the training set in chunks, each
+    example augmented once."""
+    if sources.train_batch:
+        yield Request(batch, Draw(AUGMENT_TRAIN, (step,)), tag=("train_batch", 0))
+    batch_size = len(batch) if batch_size is None else batch_size
     sampler = seeded_generator(seed, SAMPLED, step)
     for sample in range(sources.samples):
-        indices = torch.randperm(task.train_size, generator=sampler)[: len(batch)]
+        indices = torch.randperm(task.train_size, generator=sampler)[:batch_size]
         yield Request(indices, Draw(AUGMENT_SAMPLED, (step, sample)), tag=("sampled", sample))
     for number, indices in enumerate(fixed):
         yield Request(indices, Draw(AUGMENT_FIXED, (number,)), tag=("fixed", number))
@@ -172,12 +177,14 @@ def gradients_at(
     its minibatches from `stream` (of `checkpoint_requests`) as it goes.
 
     `update_direction`, where given, turns the train batch's gradient (still in the parameters'
-    .grad) into the optimizer's own step direction (source `update`)."""
-    _, train_inputs, train_targets = next(stream)
-    train_loss, train_gradient = probe.minibatch(train_inputs, train_targets)
-    yield "train_batch", 0, (train_loss, train_gradient)
-    if update_direction is not None:
-        yield "update", 0, (train_loss, update_direction())
+    .grad) into the optimizer's own step direction (source `update`). Without the train batch
+    (`sources.train_batch` false) neither it, its update nor its shuffled labels are taken."""
+    if sources.train_batch:
+        _, train_inputs, train_targets = next(stream)
+        train_loss, train_gradient = probe.minibatch(train_inputs, train_targets)
+        yield "train_batch", 0, (train_loss, train_gradient)
+        if update_direction is not None:
+            yield "update", 0, (train_loss, update_direction())
     for sample in range(sources.samples):
         _, inputs, targets = next(stream)
         yield "sampled", sample, probe.minibatch(inputs, targets)
@@ -188,7 +195,7 @@ def gradients_at(
         chunks = -(-probe.task.train_size // sources.full_batch_chunk)
         parts = itertools.islice(stream, chunks)
         yield "full_batch", 0, probe.full_batch((i, t, w) for (_, w), i, t in parts)
-    if sources.random_labels:  # the train batch's very inputs, its labels shuffled
+    if sources.train_batch and sources.random_labels:  # the train batch, labels shuffled
         order = seeded_generator(seed, RANDOM_LABELS, step)
         shuffle = torch.randperm(len(train_targets), generator=order)
         yield "random_labels", 0, probe.minibatch(train_inputs, train_targets, shuffle)

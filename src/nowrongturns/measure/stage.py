@@ -11,6 +11,7 @@ With `layers`, the same pass also writes gamma per parameter tensor (measure/lay
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,6 +61,45 @@ def measured_range(traj: TrajectoryReader, checkpoints: tuple[int, int] | None) 
     return range(first, last + 1)
 
 
+# The sources a trajectory can lack, and what each needs that a recorded or imported one may
+# not hold: sampled, fixed and full_batch need only the weights, the model and the task.
+NEEDS = {
+    "train_batch": "the minibatch indices of each step (Recorder.step(indices=...))",
+    "random_labels": "the minibatch indices of each step (Recorder.step(indices=...))",
+    "update": "the minibatch indices of each step and the optimizer state at each checkpoint "
+    "(a torch.optim optimizer given to the Recorder)",
+}
+
+
+def missing_sources(traj: TrajectoryReader) -> dict[str, str]:
+    """Source -> what it needs that the trajectory does not hold, for each it cannot give."""
+    indices = "batch_indices" in traj.step_columns
+    can = {"train_batch": indices, "random_labels": indices}
+    can["update"] = indices and traj.optimizer_recorded
+    return {source: NEEDS[source] for source, possible in can.items() if not possible}
+
+
+def measured_sources(traj: TrajectoryReader, asked: dict[str, bool], required) -> dict:
+    """`asked` (random_labels, update: each on where the trajectory allows) as the trajectory
+    allows, with `train_batch`; a source in `required` that it cannot give stops, named."""
+    missing = missing_sources(traj)
+    for source in required:
+        if source in missing:
+            raise ValueError(
+                f"{traj.path}: source {source!r} cannot be measured: it needs {missing[source]}, "
+                f"which this {traj.origin} trajectory does not hold"
+            )
+    left_out = sorted(s for s in missing if asked.get(s, True))
+    if left_out:
+        print(
+            f"{traj.path}: {traj.origin} trajectory without {', '.join(left_out)}: "
+            + "; ".join(f"{s} needs {missing[s]}" for s in left_out),
+            file=sys.stderr,
+        )
+    chosen = {source: on and source not in missing for source, on in asked.items()}
+    return {**chosen, "train_batch": "train_batch" not in missing}
+
+
 def measure(
     trajectory: str,
     out: str,
@@ -76,6 +116,7 @@ def measure(
     other_final: str | None = None,
     layers: str | None = None,
     endpoint: tuple[np.ndarray, int] | None = None,
+    require: Iterable[str] = (),
     **settings,
 ) -> pd.DataFrame:
     """The geometry table of a trajectory (docs/formats.md#geometryparquet), or of its measured
@@ -88,20 +129,23 @@ def measure(
     computed in the same pass; None: not computed. `gamma_tangent` is computed where the model
     has scale-invariant weights (BatchNorm), NaN elsewhere. `endpoint`: (weights, their step)
     to measure against instead of w* = w_T, at every checkpoint before that step
-    (measure/endpoints.py)."""
+    (measure/endpoints.py).
+    A recorded or imported trajectory gives the sources it holds what they need for
+    (`missing_sources`); one named in `require` that it cannot give stops the stage."""
     full_batch_chunk = settings.pop("full_batch_chunk", "batch")
     device = resolve_device(device)
     apply_precision(precision)
     with TrajectoryReader(trajectory) as traj, ThreadPoolExecutor(1) as reader:
+        asked = {"random_labels": random_labels, "update": update}
+        chosen = measured_sources(traj, asked, require)
+        update = chosen["update"]
         run = traj.config
         require_trusted(run, trusted, trajectory)
         task = load_task(run).to(device)
         model = build_model(run, task).to(device).train()
         probe = GradientProbe(model, task, traj.shards, precision)
         chunk = chunk_examples(full_batch_chunk, run["batch_size"], traj.shards, model)
-        sources = Sources(
-            samples, full_batch, random_labels, update, **settings, full_batch_chunk=chunk
-        )
+        sources = Sources(samples, full_batch, **chosen, **settings, full_batch_chunk=chunk)
         example_inputs, _ = task.batch(torch.arange(min(2, task.train_size)))
         split = Layers(model, example_inputs)
         final = traj.weights(-1) if endpoint is None else endpoint[0]
@@ -124,7 +168,9 @@ def measure(
             measured = range(int((traj.checkpoint_steps < before).sum()))
         total = len(traj.checkpoint_steps) - 1  # the last checkpoint is w* itself
         steps = traj.checkpoint_steps[measured.start : measured.stop]
-        train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
+        train_batches = [None] * len(steps)
+        if sources.train_batch:
+            train_batches = torch.from_numpy(traj.batch_indices(steps))  # one read
         fixed = fixed_batches(
             run["seed"], task.train_size, run["batch_size"], sources.fixed_batches
         )
@@ -133,7 +179,7 @@ def measure(
             request
             for index, step, batch in zip(measured, steps.tolist(), train_batches)
             for request in checkpoint_requests(
-                task, step, batch, run["seed"], sources, fixed, full[index]
+                task, step, batch, run["seed"], sources, fixed, full[index], run["batch_size"]
             )
         )
         stream = batches(task, requests, data_workers)

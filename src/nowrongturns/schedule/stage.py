@@ -46,12 +46,21 @@ def _without_nan(value):
     return value
 
 
-def directions(run: dict) -> tuple[str, str, str]:
+def directions(run: dict, measured=None) -> tuple[str, str, str]:
     """(source of the directions eta* is taken along, source of the direction each step actually
-    moved along, suffix of their columns) for the run's optimizer."""
+    moved along, suffix of their columns) for the run's optimizer. Where the table lacks them
+    (`measured`: its sources; a recorded or imported trajectory without the optimizer's state or
+    the minibatches), the sampled gradients stand in for both."""
+    sampled = ("sampled", "_wd" if run["weight_decay"] else "")
     if run["optimizer"] == "sgd":
-        return "sampled", "train_batch", "_wd" if run["weight_decay"] else ""
-    return "update", "update", ""  # the update already holds any weight decay
+        source, step_source, suffix = sampled[0], "train_batch", sampled[1]
+    else:
+        source, step_source, suffix = "update", "update", ""  # it holds any weight decay
+    if measured is not None and source not in measured:
+        source, suffix = sampled
+    if measured is not None and step_source not in measured:
+        step_source = source
+    return source, step_source, suffix
 
 
 def _rows(table: pd.DataFrame, source: str, where: str) -> pd.DataFrame:
@@ -64,7 +73,7 @@ def _rows(table: pd.DataFrame, source: str, where: str) -> pd.DataFrame:
 def eta_star_table(geometry: pd.DataFrame, run: dict, smooth: int, where: str) -> pd.DataFrame:
     """Per checkpoint: step, progress, eta* of every source measured, eta_raw (the one the
     schedule follows), eta_smooth (running median of log eta_raw; eta* <= 0 left out)."""
-    source, _, suffix = directions(run)
+    source, _, suffix = directions(run, set(geometry["source"]))
     _rows(geometry, source, where)
     eta = geometry[f"dot{suffix}"] / geometry[f"grad_norm{suffix}"] ** 2
     by_step = eta.groupby([geometry["step"], geometry["source"]])
@@ -119,7 +128,7 @@ def derive_schedule(
     schedule["eta_fit"] = schedule_curve(chosen["family"], chosen["params"], schedule["progress"])
     schedule["multiplier"] = schedule["eta_raw"] / schedule["lr_used"]
 
-    source, step_source, suffix = directions(run)
+    source, step_source, suffix = directions(run, set(table["source"]))
     promise = guarantee(_rows(table, source, geometry), suffix, ignore_last)
     # Dense mode has every step's gradient: the bound's factors are then all measured, for SGD.
     # (It replays gradients, not the direction momentum or Adam stepped along.)
@@ -127,6 +136,8 @@ def derive_schedule(
         steps_taken = _rows(pd.read_parquet(dense), step_source, dense)
     else:
         steps_taken = _rows(table, step_source, geometry)
+    if step_source == "sampled":  # standing in for the steps taken: their median per step
+        steps_taken = steps_taken.groupby("step").median(numeric_only=True).reset_index()
     bound = bound_table(steps_taken, suffix, lrs, total_steps, promise["rate"])
 
     progress = np.arange(total_steps) / total_steps

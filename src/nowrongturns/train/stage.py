@@ -35,7 +35,7 @@ from nowrongturns.step import (
 )
 from nowrongturns.tasks.load import load_task
 from nowrongturns.tasks.pipeline import Request, batches
-from nowrongturns.train.recorder import Recorder
+from nowrongturns.train.recorder import TrainingLog
 from nowrongturns.trajectory.state import checkpoint_state, load_flat, rng_states, set_rng_states
 from nowrongturns.trajectory.writer import TrajectoryWriter
 
@@ -99,7 +99,7 @@ def train(
     lrs = lr_schedule(run, total_steps)
     recorder = progress = None
     if rank == 0:
-        recorder = Recorder(
+        recorder = TrainingLog(
             writer, params, total_steps, batch_size, steps_per_epoch, lrs, device, start
         )
         progress = Progress(f"train {run_name or out_path}", total_steps, "step", batch_size, start)

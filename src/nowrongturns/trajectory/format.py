@@ -1,6 +1,6 @@
 """The trajectory file's format: its name and versions, the per-step columns, what a version-1
-file implies, and the errors of a file that cannot be used. One writer (writer.py) and one reader
-(reader.py) keep to it; state.py holds the flat layout of the vectors a checkpoint stores.
+or 2 file implies, and the errors of a file that cannot be used. One writer (writer.py) and one
+reader (reader.py) keep to it; state.py holds the flat layout of the vectors a checkpoint stores.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import numpy as np
 FORMAT = "nowrongturns-trajectory"
 # Version 2 (docs/design.md#formats-and-their-versions) adds the attributes world_size and precision
 # and the step column clip_factor; version-1 files still open, read as world size 1, fp32, no
-# clipping.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# clipping. Version 3 adds the attributes `origin` (ORIGINS: our train stage, a user's loop
+# through the public recorder, checkpoints imported) and `step_columns`, the per-step columns it
+# holds (a user's loop gives what it has; imported checkpoints have none); earlier versions hold
+# them all.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+ORIGINS = ("trained", "recorded", "imported")
 STEP_COLUMNS = {
     "step": np.int64,
     "epoch": np.int64,
@@ -24,6 +28,8 @@ STEP_COLUMNS = {
     "update_norm": np.float32,
     "clip_factor": np.float32,  # what clipping multiplied the gradient by (1: not clipped)
 }
+# Every per-step column: STEP_COLUMNS, then the [T, B] minibatch indices.
+ALL_STEP_COLUMNS = (*STEP_COLUMNS, "batch_indices")
 # The run keys of the second wave, as a version-1 trajectory (made before they existed) ran.
 VERSION_1_DEFAULTS = {
     "augment": "none",

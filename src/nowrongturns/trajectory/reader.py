@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from nowrongturns.trajectory.format import (
+    ALL_STEP_COLUMNS,
     FORMAT,
     READABLE_VERSIONS,
     VERSION_1_ATTRIBUTES,
@@ -55,6 +56,11 @@ class TrajectoryReader:
         # The shards of every minibatch gradient: batch_shards replicas in each DDP process (a
         # trajectory written before the key existed: one a process, as it was trained).
         self.shards = self.world_size * int(self.config.get("batch_shards", 1))
+        # Version 3 says what made the file and which per-step columns it holds; earlier
+        # versions were all trained by the train stage, with every column (clip_factor read as
+        # 1 in version 1).
+        self.origin = str(attrs.get("origin", "trained"))
+        self.step_columns = tuple(str(c) for c in attrs.get("step_columns", ALL_STEP_COLUMNS))
         self.param_count = int(attrs["param_count"])
         self.checkpoint_steps = self.file["checkpoints/step"][:]
         self.total_steps = int(self.checkpoint_steps[-1])
@@ -87,7 +93,24 @@ class TrajectoryReader:
     def rng_states(self, index: int) -> dict[str, np.ndarray]:
         return {name: self._row(f"rng/{name}", index) for name in self.file["checkpoints/rng"]}
 
+    @property
+    def optimizer_recorded(self) -> bool:
+        """Whether the checkpoints hold the optimizer's state (imported ones do not, nor do
+        recorded ones without a torch.optim optimizer); plain SGD has none to hold."""
+        return self.origin == "trained" or self.file["checkpoints/optimizer"].shape[1] > 0
+
+    def _require(self, column: str) -> None:
+        if column not in self.step_columns:
+            raise TrajectoryError(
+                f"{self.path}: no per-step column {column!r}: this {self.origin} trajectory "
+                f"holds {list(self.step_columns) or 'none'}"
+            )
+
     def steps(self, column: str) -> np.ndarray:
+        """One per-step column, [T]; one the file does not hold (a recorded or imported
+        trajectory's) reads as NaN: its values are unknown."""
+        if column not in self.step_columns:
+            return np.full(self.total_steps, np.nan)
         if column == "clip_factor" and column not in self.file["steps"]:  # version 1
             return np.ones(len(self.file["steps/step"]), dtype=np.float32)
         return self.file["steps"][column][:]
@@ -95,4 +118,5 @@ class TrajectoryReader:
     def batch_indices(self, steps) -> np.ndarray:
         """The minibatch indices of one step [B], or of a slice or increasing array of steps
         [n, B]."""
+        self._require("batch_indices")
         return self.file["steps/batch_indices"][steps]

@@ -32,8 +32,10 @@ from nowrongturns.trajectory.disk import (
     whole_checkpoints,
 )
 from nowrongturns.trajectory.format import (
+    ALL_STEP_COLUMNS,
     FORMAT,
     FORMAT_VERSION,
+    ORIGINS,
     STEP_COLUMNS,
     DiskFullError,
     partial_path,
@@ -55,6 +57,8 @@ class TrajectoryWriter:
 
     If a partial file of the same run is there (a killed job), it is reopened and cut back to its
     last whole checkpoint: `resume_state()` returns that checkpoint, and training goes on from it.
+    `origin` says what made it (format.ORIGINS); `step_columns` which of ALL_STEP_COLUMNS it
+    holds (all, as the train stage writes; `batch_size` matters only with batch_indices).
     """
 
     def __init__(
@@ -69,7 +73,11 @@ class TrajectoryWriter:
         data_provenance: dict | None = None,
         world_size: int = 1,
         precision: str = "fp32",
+        origin: str = "trained",
+        step_columns: tuple[str, ...] = ALL_STEP_COLUMNS,
     ):
+        if origin not in ORIGINS or not set(step_columns) <= set(ALL_STEP_COLUMNS):
+            raise ValueError(f"origin {origin!r} or step columns {step_columns} unknown")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         identity = {
@@ -79,7 +87,10 @@ class TrajectoryWriter:
             "data_provenance": json.dumps(data_provenance or {}, sort_keys=True),
             "world_size": world_size,
             "precision": precision,
+            "origin": origin,
         }
+        # In ALL_STEP_COLUMNS' order, whatever order they came in.
+        self.step_columns = [name for name in ALL_STEP_COLUMNS if name in step_columns]
         self.torn = False  # a write failed half way (a full disk)
         self.file = self._reopen(identity)
         if self.file is None:
@@ -97,6 +108,7 @@ class TrajectoryWriter:
             status="running",
             param_count=param_count,
             created=datetime.datetime.now(datetime.UTC).isoformat(),
+            step_columns=self.step_columns,
             **identity,
         )
         _write_spec(self.file.create_group("params"), list(model.named_parameters()))
@@ -104,14 +116,16 @@ class TrajectoryWriter:
 
         steps = self.file.create_group("steps")
         for name, dtype in STEP_COLUMNS.items():
-            steps.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(4096,))
-        steps.create_dataset(
-            "batch_indices",
-            (0, batch_size),
-            dtype=np.int64,
-            maxshape=(None, batch_size),
-            chunks=(max(1, 65536 // batch_size), batch_size),
-        )
+            if name in self.step_columns:
+                steps.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(4096,))
+        if "batch_indices" in self.step_columns:
+            steps.create_dataset(
+                "batch_indices",
+                (0, batch_size),
+                dtype=np.int64,
+                maxshape=(None, batch_size),
+                chunks=(max(1, 65536 // batch_size), batch_size),
+            )
 
         checkpoints = self.file.create_group("checkpoints")
         checkpoints.create_dataset("step", (0,), dtype=np.int64, maxshape=(None,), chunks=(1024,))
@@ -189,7 +203,7 @@ class TrajectoryWriter:
         """Refuse, before writing any of it, an append of `steps` step rows (and the checkpoint
         at step `checkpoint`) that the disk has no room for: a write that fails half way can
         tear the file, one never begun leaves it as its last flush did, resumable."""
-        rows = {f"steps/{name}": steps for name in [*STEP_COLUMNS, "batch_indices"]}
+        rows = {f"steps/{name}": steps for name in self.step_columns}
         if checkpoint is not None:
             rows.update({name: 1 for name in self.datasets if name.startswith("checkpoints/")})
         needed = METADATA_MARGIN + sum(
@@ -218,8 +232,8 @@ class TrajectoryWriter:
         )
 
     def append_steps(self, columns: dict[str, np.ndarray]) -> None:
-        """Append a block of /steps rows: every STEP_COLUMNS entry plus batch_indices."""
-        for name in [*STEP_COLUMNS, "batch_indices"]:
+        """Append a block of /steps rows: every column the file holds (`step_columns`)."""
+        for name in self.step_columns:
             self._append(self.datasets[f"steps/{name}"], np.asarray(columns[name]))
 
     def append_checkpoint(
