@@ -5,7 +5,12 @@ before its rows are allocated, each naming the file and what it refused."""
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from helpers.datasets import write_cifar10
@@ -13,6 +18,8 @@ from helpers.runs import nwt_train, tiny_run
 
 from nowrongturns.tasks.cifar_pickle import load_cifar_batch
 from nowrongturns.tasks.load import load_task
+from nowrongturns.trajectory.format import TrajectoryError
+from nowrongturns.trajectory.reader import TrajectoryReader
 
 
 class Payload:
@@ -94,3 +101,62 @@ def test_cifar_tasks_still_load_the_tests_tiny_files(tmp_path):
     write_cifar10(tmp_path, np.random.default_rng(0))
     task = load_task(tiny_run(task="cifar10", data_dir=str(tmp_path)))
     assert task.train_size == 8 and task.provenance["official_release"] is False
+
+
+def lying_copy(trajectory, path, weights_width=None, param_count=None):
+    """A copy of a trajectory whose weights dataset is declared `weights_width` values wide
+    (nothing written: HDF5 allows it) and/or whose param_count attribute says `param_count`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(trajectory.read_bytes())
+    with h5py.File(path, "r+") as file:
+        if weights_width is not None:
+            count = len(file["checkpoints/step"])
+            del file["checkpoints/weights"]
+            file["checkpoints"].create_dataset(
+                "weights",
+                (count, weights_width),
+                dtype=np.float32,
+                chunks=(1, 1 << 20),
+                fletcher32=True,
+                maxshape=(None, weights_width),
+            )
+        if param_count is not None:
+            file.attrs["param_count"] = param_count
+    return path
+
+
+LIES = {
+    "weights 10^11 wide": ({"weights_width": 10**11}, "/checkpoints/weights"),
+    "weights and param_count 10^11": (
+        {"weights_width": 10**11, "param_count": 10**11},
+        "/checkpoints/weights",
+    ),
+    "param_count 10^12": ({"param_count": 10**12}, "param_count"),
+}
+
+
+@pytest.mark.parametrize("lie", LIES)
+def test_trajectory_claiming_1e11_parameters_is_refused_before_100_mb_is_taken(
+    trained, tmp_path, lie
+):
+    changes, field = LIES[lie]
+    path = lying_copy(trained()[1], tmp_path / "trajectory.h5", **changes)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TrajectoryError) as error, TrajectoryReader(path) as trajectory:
+            trajectory.weights(-1)  # what measuring it reads first
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6
+    assert str(path) in str(error.value) and field in str(error.value)
+
+
+def test_nwt_measure_refuses_a_lying_trajectory_in_one_line(trained, tmp_path):
+    path = lying_copy(trained()[1], tmp_path / "run" / "trajectory.h5", weights_width=10**11)
+    out = tmp_path / "run" / "geometry.parquet"
+    command = [Path(sys.executable).parent / "nwt", "measure", path, "--out", out]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr and "/checkpoints/weights" in result.stderr

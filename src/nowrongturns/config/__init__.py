@@ -15,15 +15,18 @@ from nowrongturns.config.validation import (
     LOCAL_TASKS,
     SYNTHETIC_TASKS,
     ConfigError,
+    default_schema,
     load_config,
     load_schema,
     validate_config,
+    validate_run,
 )
 
 __all__ = [
     "LOCAL_TASKS",
     "SYNTHETIC_TASKS",
     "ConfigError",
+    "default_schema",
     "ablation_levels",
     "ablation_names",
     "expand_runs",
@@ -33,4 +36,5 @@ __all__ = [
     "run_sources",
     "seed_siblings",
     "validate_config",
+    "validate_run",
 ]

@@ -11,6 +11,7 @@ Pure Python on purpose (no torch import): the Snakefile imports it on every invo
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from decimal import Decimal
@@ -74,8 +75,35 @@ def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
 
 
 def load_schema(schema_path: str | Path) -> dict:
+    return copy.deepcopy(_schema(schema_path))
+
+
+def _schema(schema_path: str | Path) -> dict:
+    """The schema, read once per version of the file (every trajectory opened checks against it)."""
+    return _read_schema(str(schema_path), Path(schema_path).stat().st_mtime_ns)
+
+
+@functools.cache
+def _read_schema(schema_path: str, modified: int) -> dict:
     with open(schema_path) as handle:
         return yaml.safe_load(handle)
+
+
+def default_schema() -> Path:
+    """The workflow's config schema: beside the package in a checkout (src layout), else as seen
+    from the working directory, the workflow's."""
+    beside = Path(__file__).resolve().parents[3] / "workflow/schemas/config.schema.yaml"
+    return beside if beside.is_file() else Path("workflow/schemas/config.schema.yaml")
+
+
+def validate_run(run: dict, schema_path: str | Path | None = None, what: str = "run config"):
+    """A run config (`base`'s keys, and `data_dir`) checked against the schema of `base`, with
+    every default filled in: what a partial run config means. Only what the schema states; a
+    ConfigError names each key."""
+    run = copy.deepcopy(dict(run))
+    data_dir = run.pop("data_dir", "")
+    _check(run, _schema(schema_path or default_schema())["properties"]["base"], what)
+    return {**run, "data_dir": data_dir}
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:

@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nowrongturns.config import ConfigError, validate_run
+from nowrongturns.trajectory.claims import check_claims, check_path
 from nowrongturns.trajectory.format import (
     FORMAT,
     READABLE_VERSIONS,
@@ -28,10 +30,19 @@ class TrajectoryReader:
 
     def __init__(self, path, require_complete: bool = True):
         self.path = Path(path)
+        check_path(self.path)
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as error:
             raise TrajectoryError(f"{self.path}: cannot open as HDF5 ({error})") from error
+        try:
+            self._read_header(require_complete)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _read_header(self, require_complete: bool) -> None:
+        """The attributes, then what the datasets claim (claims.py), before any row is read."""
         attrs = self.file.attrs
         self.format_version = attrs.get("format_version")
         if attrs.get("format") != FORMAT or self.format_version not in READABLE_VERSIONS:
@@ -40,21 +51,41 @@ class TrajectoryReader:
                 f"{READABLE_VERSIONS} (format={attrs.get('format')!r}, "
                 f"format_version={self.format_version!r})"
             )
-        if require_complete and attrs["status"] == "diverged":
+        status = self._attribute("status", str)
+        if require_complete and status == "diverged":
             raise TrajectoryError(
-                f"{self.path}: training diverged at step {attrs['diverged_step']} "
+                f"{self.path}: training diverged at step {attrs.get('diverged_step')} "
                 "(non-finite loss); there is no path to measure"
             )
-        if require_complete and attrs["status"] != "complete":
-            raise TrajectoryError(f"{self.path}: status is {attrs['status']!r}, not 'complete'")
-        self.config = json.loads(attrs["config"])
-        if self.format_version == 1:
-            self.config = {**VERSION_1_DEFAULTS, **self.config}
+        if require_complete and status != "complete":
+            raise TrajectoryError(f"{self.path}: status is {status!r}, not 'complete'")
+        try:
+            config = json.loads(self._attribute("config", str))
+            if self.format_version == 1:
+                config = {**VERSION_1_DEFAULTS, **config}
+            self.config = validate_run(config, what=f"{self.path}: attribute config")
+        except (ValueError, TypeError) as error:  # JSON's errors, ConfigError
+            if isinstance(error, ConfigError):
+                raise TrajectoryError(str(error).replace("\n ", "")) from None
+            raise TrajectoryError(f"{self.path}: attribute config is not a run ({error})") from None
         self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
         self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
-        self.param_count = int(attrs["param_count"])
-        self.checkpoint_steps = self.file["checkpoints/step"][:]
+        self.param_count = self._attribute("param_count", np.integer)
+        self.checkpoint_steps = check_claims(
+            self.file, self.path, self.param_count, self.config, self.format_version
+        )
         self.total_steps = int(self.checkpoint_steps[-1])
+
+    def _attribute(self, name: str, kind: type):
+        """A root attribute that must be there, a `kind` (str, or an integer)."""
+        value = self.file.attrs.get(name)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, kind) or (kind is np.integer and value < 0):
+            raise TrajectoryError(
+                f"{self.path}: attribute {name} is {value!r}, not a {kind.__name__}"
+            )
+        return int(value) if kind is np.integer else value
 
     def __enter__(self) -> TrajectoryReader:
         return self
