@@ -48,7 +48,7 @@ def cmd_train(args) -> None:
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     import torch
 
-    from nowrongturns.config import load_config
+    from nowrongturns.config import complete_run, load_config
     from nowrongturns.train.stage import train
     from nowrongturns.trajectory.format import DiskFullError
 
@@ -56,7 +56,7 @@ def cmd_train(args) -> None:
     run_name = args.run_name or Path(args.out).parent.name
     try:
         train(
-            load_config(args.run),
+            complete_run(load_config(args.run)),
             args.out,
             device=args.device,
             run_name=run_name,
@@ -187,6 +187,14 @@ def cmd_figures(args) -> None:
     draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
+def _workflow_config(text_or_path: str) -> dict:
+    """A workflow config, whole or partial, with the schema's defaults filled in as the workflow
+    fills them."""
+    from nowrongturns.config import default_schema, load_config, validate_config
+
+    return validate_config(load_config(text_or_path, "workflow config"), default_schema())
+
+
 def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
     """Run name (from its `run` column) -> table (a geometry table, or another `kind`)."""
     import pandas as pd
@@ -201,11 +209,10 @@ def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
 
 
 def cmd_ablation_figure(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.comparisons import ablation_figure
     from nowrongturns.report.figures import save_figure
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
     if args.factor not in config["ablations"]:
         raise ValueError(f"{args.factor!r} is not a factor of `ablations` in the config")
     figure = ablation_figure(_geometry_tables(args.geometry), config, args.factor)
@@ -213,19 +220,17 @@ def cmd_ablation_figure(args) -> None:
 
 
 def cmd_contrast_figure(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.comparisons import contrast_figure
     from nowrongturns.report.figures import save_figure
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
     save_figure(contrast_figure(_geometry_tables(args.geometry), config), args.out, args.format)
 
 
 def cmd_claims(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.claims import write_claims
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
     write_claims(
         _geometry_tables(args.geometry),
         args.schedules,

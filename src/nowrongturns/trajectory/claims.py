@@ -37,7 +37,7 @@ def check_path(path: Path) -> None:
     with path.open("rb") as handle:
         head = handle.read(8)
     if not head:
-        raise TrajectoryError(f"{path}: is empty (0 bytes), not a trajectory file")
+        raise TrajectoryError(f"{path}: is an empty file (0 bytes), not a trajectory")
     if head.startswith(b"PAR1"):
         raise TrajectoryError(f"{path}: is a Parquet file (a table), not a trajectory (HDF5)")
     # HDF5 puts its signature at 0, or at 512, 1024, ... after a user block.
