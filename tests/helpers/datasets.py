@@ -63,7 +63,9 @@ def write_wikitext(root, valid: str = WIKITEXT_VALID):
     (root / "wiki.valid.tokens").write_text(valid, encoding="utf-8")
 
 
+# Classes 0..5 in the ISPRS order.
 VAIHINGEN_COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0)]
+VAIHINGEN_COLOURS += [(255, 0, 0)]
 
 
 def write_vaihingen(root, rng, sizes: dict[int, tuple[int, int]], masked: set[int]):

@@ -197,13 +197,12 @@ def _workflow_config(text_or_path: str) -> dict:
 
 def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
     """Run name (from its `run` column) -> table (a geometry table, or another `kind`)."""
-    import pandas as pd
+    from nowrongturns.tables import GEOMETRY_COLUMNS, read_parquet
 
+    columns = GEOMETRY_COLUMNS if kind == "geometry" else {"run": "string"}
     tables = {}
     for path in paths:
-        table = pd.read_parquet(path)
-        if table.empty:
-            raise ValueError(f"{path}: the {kind} table has no rows")
+        table = read_parquet(path, kind, columns)
         tables[str(table["run"].iloc[0])] = table
     return tables
 

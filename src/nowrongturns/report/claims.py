@@ -29,9 +29,6 @@ claims.html states each claim of the paper beside what the runs show, then the t
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -39,6 +36,7 @@ from nowrongturns.analyses.interpolation import monotone_summary
 from nowrongturns.config import ablation_levels, expand_runs, format_value
 from nowrongturns.files import written
 from nowrongturns.report.formatting import format_share
+from nowrongturns.tables import TableError, read_json
 
 FIRST = 0.95  # "the first 95 % of training"
 MIDDLE = (0.1, 0.9)  # "the middle 80 %"
@@ -258,7 +256,9 @@ def write_claims(
     interpolation table where that analysis is on."""
     schedules = {}
     for path in schedule_paths:
-        document = json.loads(Path(path).read_text())
+        document = read_json(path, "schedule")
+        if not isinstance(document.get("run"), str):
+            raise TableError(f"{path}: the schedule names no run (field 'run')")
         schedules[document["run"]] = document
     table = claims_table(tables, schedules, config, interpolations)
     with written(out_csv) as tmp:
