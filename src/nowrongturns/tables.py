@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # The geometry table's columns (measure/stage.py writes them) and the kind of each.
@@ -34,7 +35,8 @@ GEOMETRY_COLUMNS = {
     "eb_wd": "number",
     "gamma_wd": "number",
 }
-# numpy dtype kinds of each kind of column.
+# numpy dtype kinds of each kind of column. A number column holds finite values or NaN (what
+# does not apply), never an infinity.
 KINDS = {"integer": "iu", "number": "iuf", "string": "OUT"}
 
 
@@ -67,6 +69,8 @@ def check_columns(table: pd.DataFrame, path: Path, kind: str, columns: dict[str,
                 f"{path}: column {name!r} of the {kind} table holds {column.dtype}, not "
                 f"{wanted} values"
             )
+        if wanted == "number" and np.isinf(column.to_numpy(dtype=float)).any():
+            raise TableError(f"{path}: column {name!r} of the {kind} table holds an infinity")
     if table.empty:
         raise TableError(f"{path}: the {kind} table has no rows")
 

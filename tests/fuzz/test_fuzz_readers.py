@@ -40,7 +40,7 @@ def test_mutated_inputs_are_read_or_refused_naming_the_file(
     original.mkdir()
     target = reader.make(original, fuzz_run).relative_to(original)
     counts = dict.fromkeys(["read", "refused", *fuzzing.FAILURES], 0)
-    failures = []
+    failures, slowest = [], [0.0]
     started = time.perf_counter()
 
     @settings(
@@ -57,7 +57,9 @@ def test_mutated_inputs_are_read_or_refused_naming_the_file(
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(original, work)
         mutation.apply(work / target)
+        began = time.perf_counter()
         kind, detail = fuzzing.outcome(worker, name, work / target, tmp_path / "out")
+        slowest[0] = max(slowest[0], time.perf_counter() - began)
         counts[kind] += 1
         if kind in fuzzing.FAILURES:
             failures.append(f"{kind}: {mutation}\n{detail}")
@@ -67,7 +69,8 @@ def test_mutated_inputs_are_read_or_refused_naming_the_file(
         f"fuzz {name}: {sum(counts.values())} inputs, {counts['refused']} refused naming the "
         f"file, {counts['read']} read as valid; {counts['traceback']} tracebacks, "
         f"{counts['hang']} hangs, {counts['crash']} crashes, {counts['final-name']} files "
-        f"under a final name ({time.perf_counter() - started:.0f} s)"
+        f"under a final name ({time.perf_counter() - started:.0f} s, the slowest input "
+        f"{slowest[0]:.1f} s)"
     )
     record_property(SUMMARY_PROPERTY, summary)
     assert not failures, "\n\n".join(failures[:5])

@@ -212,30 +212,30 @@ def bytes_only(path: Path):
 
 READERS = {
     "trajectory (nwt measure)": Reader(
-        copy_run(["trajectory.h5"], "trajectory.h5"), fuzzing.hdf5_mutations, measure, 300
+        copy_run(["trajectory.h5"], "trajectory.h5"), fuzzing.hdf5_mutations, measure, 250
     ),
     "schedule.json (schedule: file)": Reader(
-        copy_run(["schedule.json"], "schedule.json"), fuzzing.json_mutations, schedule_file, 100
+        copy_run(["schedule.json"], "schedule.json"), fuzzing.json_mutations, schedule_file, 200
     ),
     "geometry.parquet (nwt schedule)": Reader(
         copy_run(["geometry.parquet", "trajectory.h5"], "geometry.parquet"),
         fuzzing.parquet_mutations,
         schedule,
-        120,
+        60,
     ),
     "geometry.parquet (nwt figures)": Reader(
-        copy_run(["geometry.parquet"], "geometry.parquet"), fuzzing.parquet_mutations, figures, 60
+        copy_run(["geometry.parquet"], "geometry.parquet"), fuzzing.parquet_mutations, figures, 30
     ),
     "geometry.parquet (nwt claims)": Reader(
         copy_run(["geometry.parquet", "schedule.json", "config.json"], "geometry.parquet"),
         fuzzing.parquet_mutations,
         claims,
-        100,
+        120,
     ),
-    "CIFAR batch (train job)": Reader(make_cifar, cifar_mutations, read_cifar, 120),
+    "CIFAR batch (train job)": Reader(make_cifar, cifar_mutations, read_cifar, 200),
     "ImageFolder JPEG (train job)": Reader(make_imagenet, bytes_only, read_imagenet, 80),
     "Vaihingen TIFF (train job)": Reader(make_vaihingen, bytes_only, read_vaihingen, 60),
-    "WikiText tokens (train job)": Reader(make_wikitext, bytes_only, read_wikitext, 80),
+    "WikiText tokens (train job)": Reader(make_wikitext, bytes_only, read_wikitext, 150),
 }
 
 

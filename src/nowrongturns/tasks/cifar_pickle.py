@@ -121,7 +121,9 @@ def load_cifar_batch(path: Path, task: str) -> dict:
     return content
 
 
-def cifar_batch_arrays(path: Path, task: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def cifar_batch_arrays(
+    path: Path, task: str, label_key: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images [N, 3, 32, 32] and int64 labels of one CIFAR batch file, checked against
     each other before anything is reshaped; errors name the file and the field."""
     batch = load_cifar_batch(path, task)
@@ -140,5 +142,9 @@ def cifar_batch_arrays(path: Path, task: str, label_key: str) -> tuple[np.ndarra
         raise DataLayoutError(
             f"{task}: {path} field {label_key!r} holds {len(labels)} labels for "
             f"{len(images)} images"
+        )
+    if labels and not 0 <= min(labels) <= max(labels) < num_classes:
+        raise DataLayoutError(
+            f"{task}: {path} field {label_key!r} has labels outside 0..{num_classes - 1}"
         )
     return images.reshape(-1, 3, 32, 32), np.array(labels, dtype=np.int64)

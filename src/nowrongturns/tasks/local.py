@@ -122,12 +122,11 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
         )
     label_key = "labels" if name == "cifar10" else "fine_labels"
     batches = [
-        cifar_batch_arrays(folder / file, name, label_key) for file, _ in cifar_class.train_list
+        cifar_batch_arrays(folder / file, name, label_key, num_classes)
+        for file, _ in cifar_class.train_list
     ]
     images = np.concatenate([batch_images for batch_images, _ in batches])
     labels = np.concatenate([batch_labels for _, batch_labels in batches])
-    if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
-        raise DataLayoutError(f"{name}: {folder} has labels outside 0..{num_classes - 1}")
     train, validation = reference_split(len(labels))
     statistics = CIFAR10_STATISTICS if name == "cifar10" else channel_statistics(images[train])
     standardize = ImageStandardizer(*statistics)
