@@ -34,6 +34,8 @@ GEOMETRY_COLUMNS = {
     "rsi_wd": "number",
     "eb_wd": "number",
     "gamma_wd": "number",
+    "gamma_origin": "number",
+    "gamma_other": "number",
 }
 # numpy dtype kinds of each kind of column. A number column holds finite values or NaN (what
 # does not apply), never an infinity.

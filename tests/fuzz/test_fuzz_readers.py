@@ -44,7 +44,7 @@ def test_mutated_inputs_are_read_or_refused_naming_the_file(
     started = time.perf_counter()
 
     @settings(
-        max_examples=int(__import__("os").environ.get("FUZZ_N", reader.examples)),
+        max_examples=reader.examples,
         derandomize=True,
         database=None,
         deadline=None,

@@ -203,8 +203,22 @@ def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
     tables = {}
     for path in paths:
         table = read_parquet(path, kind, columns)
+        if table["run"].nunique() != 1:
+            raise ValueError(f"{path}: the {kind} table holds runs {list(table['run'].unique())}")
         tables[str(table["run"].iloc[0])] = table
     return tables
+
+
+def _check_runs(tables: dict, paths: list[str], config: dict, kind: str = "geometry") -> None:
+    """Every run of the config has its table, or the error names the tables given."""
+    from nowrongturns.config import expand_runs
+
+    missing = sorted(set(expand_runs(config)) - set(tables))
+    if missing:
+        raise ValueError(
+            f"no {kind} table of run {missing} among {', '.join(map(str, paths))} "
+            f"(they hold runs {sorted(tables)})"
+        )
 
 
 def cmd_ablation_figure(args) -> None:
@@ -230,8 +244,10 @@ def cmd_claims(args) -> None:
     from nowrongturns.report.claims import write_claims
 
     config = _workflow_config(args.config)
+    tables = _geometry_tables(args.geometry)
+    _check_runs(tables, args.geometry, config)
     write_claims(
-        _geometry_tables(args.geometry),
+        tables,
         args.schedules,
         config,
         args.csv,

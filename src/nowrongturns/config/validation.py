@@ -111,8 +111,8 @@ def _schema(schema_path: str | Path) -> dict:
 
 @functools.cache
 def _read_schema(schema_path: str, modified: int) -> dict:
-    with open(schema_path) as handle:
-        return yaml.safe_load(handle)
+    with open(schema_path) as handle:  # libyaml's safe loader where there is one: 10x faster
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def default_schema() -> Path:

@@ -141,6 +141,8 @@ def _listed(table: pd.DataFrame, column: str, fmt, before: str = "", after: str 
 
 
 def _range(table: pd.DataFrame, column: str, fmt: str) -> str:
+    if table[column].isna().all():
+        return "not measured"
     low, high = table[column].idxmin(), table[column].idxmax()
     return (
         f"from {fmt.format(table.loc[low, column])} ({low}) "

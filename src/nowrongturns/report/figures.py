@@ -232,13 +232,20 @@ RUN_FIGURES = {
 }
 
 
+# The geometry table's columns the figures draw from.
+FIGURE_COLUMNS = {
+    name: GEOMETRY_COLUMNS[name]
+    for name in ("run", "step", "progress", "source", "sample", "rsi", "eb", "gamma", "z")
+}
+
+
 def read_table(path: str | Path) -> pd.DataFrame | dict:
     """A Parquet or CSV table, or a JSON document (schedule.json) as a dict."""
     path = Path(path)
     if path.suffix == ".json":
         return read_json(path, "document")
     if path.suffix == ".parquet":
-        columns = GEOMETRY_COLUMNS if path.name == "geometry.parquet" else {}
+        columns = FIGURE_COLUMNS if path.name == "geometry.parquet" else {}
         return read_parquet(path, path.stem, columns)
     return pd.read_csv(path)
 

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from nowrongturns.config import ConfigError, validate_run
+from nowrongturns.precision import PRECISIONS
 from nowrongturns.trajectory.claims import check_claims, check_path
 from nowrongturns.trajectory.format import (
     FORMAT,
@@ -37,8 +38,12 @@ class TrajectoryReader:
             raise TrajectoryError(f"{self.path}: cannot open as HDF5 ({error})") from error
         try:
             self._read_header(require_complete)
-        except BaseException:
+        except Exception as error:
             self.file.close()
+            if isinstance(error, TrajectoryError):
+                raise
+            if isinstance(error, OSError | KeyError):  # HDF5's metadata itself unreadable
+                raise TrajectoryError(f"{self.path}: corrupted HDF5 metadata ({error})") from None
             raise
 
     def _read_header(self, require_complete: bool) -> None:
@@ -68,8 +73,13 @@ class TrajectoryReader:
             if isinstance(error, ConfigError):
                 raise TrajectoryError(str(error).replace("\n ", "")) from None
             raise TrajectoryError(f"{self.path}: attribute config is not a run ({error})") from None
-        self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
-        self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
+        self.world_size = self._attribute("world_size", np.integer)
+        self.precision = self._attribute("precision", str)
+        if self.world_size < 1 or self.precision not in PRECISIONS:
+            raise TrajectoryError(
+                f"{self.path}: attributes world_size = {self.world_size} and precision = "
+                f"{self.precision!r}: not a number of processes and one of {PRECISIONS}"
+            )
         self.param_count = self._attribute("param_count", np.integer)
         self.checkpoint_steps = check_claims(
             self.file, self.path, self.param_count, self.config, self.format_version
@@ -78,14 +88,19 @@ class TrajectoryReader:
 
     def _attribute(self, name: str, kind: type):
         """A root attribute that must be there, a `kind` (str, or an integer)."""
-        value = self.file.attrs.get(name)
+        value = self.file.attrs.get(name, VERSION_1_ATTRIBUTES.get(name))
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        if not isinstance(value, kind) or (kind is np.integer and value < 0):
-            raise TrajectoryError(
-                f"{self.path}: attribute {name} is {value!r}, not a {kind.__name__}"
-            )
-        return int(value) if kind is np.integer else value
+        integer = kind is np.integer
+        if integer:  # a count: never negative, never a bool
+            fits = isinstance(value, int | np.integer) and not isinstance(value, bool)
+            fits = fits and value >= 0
+        else:
+            fits = isinstance(value, kind)
+        if not fits:
+            what = "non-negative integer" if integer else kind.__name__
+            raise TrajectoryError(f"{self.path}: attribute {name} is {value!r}, not a {what}")
+        return int(value) if integer else value
 
     def __enter__(self) -> TrajectoryReader:
         return self
@@ -118,9 +133,15 @@ class TrajectoryReader:
     def steps(self, column: str) -> np.ndarray:
         if column == "clip_factor" and column not in self.file["steps"]:  # version 1
             return np.ones(len(self.file["steps/step"]), dtype=np.float32)
-        return self.file["steps"][column][:]
+        return self._read(f"steps/{column}", slice(None))
 
     def batch_indices(self, steps) -> np.ndarray:
         """The minibatch indices of one step [B], or of a slice or increasing array of steps
         [n, B]."""
-        return self.file["steps/batch_indices"][steps]
+        return self._read("steps/batch_indices", steps)
+
+    def _read(self, name: str, rows) -> np.ndarray:
+        try:
+            return self.file[name][rows]
+        except OSError as error:  # a chunk no checksum covers, torn or overwritten
+            raise TrajectoryError(f"{self.path}: /{name} is unreadable ({error})") from error
