@@ -14,7 +14,7 @@ from helpers.workflow import Workflow
 from nowrongturns.config import expand_runs, validate_config
 
 # Every test of these folders runs real workflows, clusters or fault campaigns: minutes in all.
-SLOW_FOLDERS = ("workflow", "cluster", "faults")
+SLOW_FOLDERS = ("workflow", "cluster", "faults", "fuzz")
 # A test's lines for the end of the session's report (the fault-injection suite's counts), given
 # as `record_property("summary", line)`: properties reach the controller from xdist's workers.
 SUMMARY_PROPERTY = "summary"

@@ -6,6 +6,7 @@ import shutil
 
 import h5py
 import pytest
+from helpers.datasets import first_files_of_every_layout
 from helpers.runs import REPO, TINY_BASE
 from helpers.workflow import Workflow
 
@@ -121,7 +122,8 @@ def test_dry_run_of_a_ddp_preset_asks_one_job_for_its_gpus_and_launches_its_proc
     starts as 4 processes of the preset's 4 threads each."""
     flow = Workflow(tmp_path, {})
     shutil.copytree(REPO / "configs", tmp_path / "configs")
-    flow.write_config("ddp.yaml", {"train": {"processes": 4}})
+    data = first_files_of_every_layout(tmp_path / "data")
+    flow.write_config("ddp.yaml", {"train": {"processes": 4}, "data": data})
     output = flow.snakemake(
         "--dry-run",
         "--profile",

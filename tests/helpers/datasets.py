@@ -63,7 +63,9 @@ def write_wikitext(root, valid: str = WIKITEXT_VALID):
     (root / "wiki.valid.tokens").write_text(valid, encoding="utf-8")
 
 
+# Classes 0..5 in the ISPRS order.
 VAIHINGEN_COLOURS = [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0)]
+VAIHINGEN_COLOURS += [(255, 0, 0)]
 
 
 def write_vaihingen(root, rng, sizes: dict[int, tuple[int, int]], masked: set[int]):
@@ -92,3 +94,15 @@ def write_noise_images(root: Path, per_class: int, rng: np.random.Generator) -> 
         for i in range(per_class):
             pixels = rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / wnid / f"{wnid}_{i}.JPEG")
+
+
+def first_files_of_every_layout(root: Path) -> dict[str, str]:
+    """Each local task's data directory under `root`, holding only the first files of its layout
+    (empty): what a dry run checks. As the config's `data`."""
+    from nowrongturns.config.data_dirs import FIRST_FILES
+
+    for task, paths in FIRST_FILES.items():
+        for path in paths:
+            (root / task / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / task / path).touch()
+    return {task: str(root / task) for task in FIRST_FILES}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.datasets import first_files_of_every_layout
 from helpers.runs import REPO, SCHEMA
 from helpers.workflow import Workflow
 
@@ -46,6 +47,7 @@ def planned_train_runs(tmp_path, preset: str) -> dict[str, dict]:
         "--printshellcmds",
         "--configfile",
         f"configs/{preset}.yaml",
+        flow.write_config("data.yaml", {"data": first_files_of_every_layout(tmp_path / "data")}),
         "--replace-workflow-config",
     ).stdout
     runs = {}

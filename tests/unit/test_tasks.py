@@ -9,7 +9,6 @@ import pytest
 import torch
 from helpers.datasets import (
     IMAGENET_COLOURS,
-    VAIHINGEN_COLOURS,
     WIKITEXT_TRAIN,
     WIKITEXT_VALID,
     write_cifar10,
@@ -260,9 +259,6 @@ def test_wikitext2_validation_word_outside_the_vocabulary_names_the_file(tmp_pat
     write_wikitext(tmp_path, valid=" the match ended . \n")
     with pytest.raises(DataLayoutError, match="wiki.valid.tokens.*'match'"):
         load_task(tiny_run(task="wikitext2", data_dir=str(tmp_path), context=3))
-
-
-VAIHINGEN_COLOURS += [(255, 0, 0)]  # classes 0..5 in the ISPRS order
 
 
 def tiles_of(array, size: int):

@@ -13,14 +13,22 @@ from nowrongturns.config import (
     ConfigError,
     ablation_levels,
     expand_runs,
+    load_schema,
     seed_siblings,
     validate_config,
 )
+from nowrongturns.config.command_line import parse_command_line_values
+from nowrongturns.config.data_dirs import check_data_directories
 from nowrongturns.config.factories import factories, module_file
 
 SCHEMA = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
 try:
-    validated = validate_config(config, SCHEMA)
+    # --config's nested values arrive as strings ('0.2'); then every key, and the data
+    # directories the runs read, before any job.
+    validated = validate_config(
+        parse_command_line_values(config, load_schema(SCHEMA)), SCHEMA
+    )
+    check_data_directories(validated)
 except ConfigError as error:
     raise WorkflowError(f"{error}\n(schema: {SCHEMA.resolve()})") from None
 config.clear()

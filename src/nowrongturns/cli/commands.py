@@ -51,7 +51,7 @@ def cmd_train(args) -> None:
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     import torch
 
-    from nowrongturns.config import load_config
+    from nowrongturns.config import complete_run, load_config
     from nowrongturns.train.stage import train
     from nowrongturns.trajectory.format import DiskFullError
 
@@ -59,7 +59,7 @@ def cmd_train(args) -> None:
     run_name = args.run_name or Path(args.out).parent.name
     try:
         train(
-            load_config(args.run),
+            complete_run(load_config(args.run)),
             args.out,
             device=args.device,
             run_name=run_name,
@@ -228,25 +228,45 @@ def cmd_figures(args) -> None:
     draw_run_figures(args.run_dir, args.out_dir, args.names, fmt=args.format)
 
 
+def _workflow_config(text_or_path: str) -> dict:
+    """A workflow config, whole or partial, with the schema's defaults filled in as the workflow
+    fills them."""
+    from nowrongturns.config import default_schema, load_config, validate_config
+
+    return validate_config(load_config(text_or_path, "workflow config"), default_schema())
+
+
 def _geometry_tables(paths: list[str], kind: str = "geometry") -> dict:
     """Run name (from its `run` column) -> table (a geometry table, or another `kind`)."""
-    import pandas as pd
+    from nowrongturns.tables import GEOMETRY_COLUMNS, read_parquet
 
+    columns = GEOMETRY_COLUMNS if kind == "geometry" else {"run": "string"}
     tables = {}
     for path in paths:
-        table = pd.read_parquet(path)
-        if table.empty:
-            raise ValueError(f"{path}: the {kind} table has no rows")
+        table = read_parquet(path, kind, columns)
+        if table["run"].nunique() != 1:
+            raise ValueError(f"{path}: the {kind} table holds runs {list(table['run'].unique())}")
         tables[str(table["run"].iloc[0])] = table
     return tables
 
 
+def _check_runs(tables: dict, paths: list[str], config: dict, kind: str = "geometry") -> None:
+    """Every run of the config has its table, or the error names the tables given."""
+    from nowrongturns.config import expand_runs
+
+    missing = sorted(set(expand_runs(config)) - set(tables))
+    if missing:
+        raise ValueError(
+            f"no {kind} table of run {missing} among {', '.join(map(str, paths))} "
+            f"(they hold runs {sorted(tables)})"
+        )
+
+
 def cmd_ablation_figure(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.comparisons import ablation_figure
     from nowrongturns.report.figures import save_figure
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
     if args.factor not in config["ablations"]:
         raise ValueError(f"{args.factor!r} is not a factor of `ablations` in the config")
     figure = ablation_figure(_geometry_tables(args.geometry), config, args.factor)
@@ -254,21 +274,21 @@ def cmd_ablation_figure(args) -> None:
 
 
 def cmd_contrast_figure(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.comparisons import contrast_figure
     from nowrongturns.report.figures import save_figure
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
     save_figure(contrast_figure(_geometry_tables(args.geometry), config), args.out, args.format)
 
 
 def cmd_claims(args) -> None:
-    from nowrongturns.config import load_config
     from nowrongturns.report.claims import write_claims
 
-    config = load_config(args.config, "workflow config")
+    config = _workflow_config(args.config)
+    tables = _geometry_tables(args.geometry)
+    _check_runs(tables, args.geometry, config)
     write_claims(
-        _geometry_tables(args.geometry),
+        tables,
         args.schedules,
         config,
         args.csv,

@@ -15,15 +15,20 @@ from nowrongturns.config.validation import (
     LOCAL_TASKS,
     SYNTHETIC_TASKS,
     ConfigError,
+    complete_run,
+    default_schema,
     load_config,
     load_schema,
     validate_config,
+    validate_run,
 )
 
 __all__ = [
     "LOCAL_TASKS",
     "SYNTHETIC_TASKS",
     "ConfigError",
+    "complete_run",
+    "default_schema",
     "ablation_levels",
     "ablation_names",
     "expand_runs",
@@ -33,4 +38,5 @@ __all__ = [
     "run_sources",
     "seed_siblings",
     "validate_config",
+    "validate_run",
 ]

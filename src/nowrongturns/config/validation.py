@@ -11,6 +11,8 @@ Pure Python on purpose (no torch import): the Snakefile imports it on every invo
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 import json
 import math
 from decimal import Decimal
@@ -59,11 +61,36 @@ def _key_path(error) -> str:
 
 
 def _message(error) -> str:
-    """jsonschema's message, or for a value that may take several forms, what each form is."""
-    if error.validator != "anyOf":
-        return error.message
-    forms = "; ".join(form.get("description", str(form)) for form in error.validator_value)
-    return f"{error.instance!r} is none of: {forms}"
+    """jsonschema's message, or for a value that may take several forms, what each form is; an
+    unknown key or value followed by the nearest known one."""
+    if error.validator == "anyOf":
+        forms = "; ".join(form.get("description", str(form)) for form in error.validator_value)
+        names = [name for form in error.validator_value for name in form.get("enum", [])]
+        nearest = _did_you_mean(error.instance, names) if isinstance(error.instance, str) else ""
+        return f"{error.instance!r} is none of: {forms}{nearest}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        unknown = [key for key in error.instance if key not in known]
+        return error.message + "".join(_did_you_mean(key, known) for key in unknown)
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return error.message + _did_you_mean(error.instance, error.validator_value)
+    if error.validator == "propertyNames" and isinstance(error.instance, dict):
+        names = error.validator_value.get("enum", [])
+        unknown = [key for key in error.instance if names and key not in names]
+        return error.message + "".join(_did_you_mean(key, names) for key in unknown)
+    return error.message
+
+
+def _did_you_mean(word: str, known) -> str:
+    """`; did you mean 'lr'?` for the known word nearest `word`, where one is near enough."""
+    nearest = difflib.get_close_matches(str(word), [str(name) for name in known], n=1)
+    return f"; {word!r}: did you mean {nearest[0]!r}?" if nearest else ""
+
+
+def _run_key(prefix: str, error) -> str:
+    """Where an error inside a run points: `runs.x.lr`, `ablations.lr[0]`, `runs.x` itself."""
+    path = _key_path(error)
+    return prefix if path == "(top level)" else f"{prefix}.{path}"
 
 
 def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
@@ -74,8 +101,47 @@ def _check(instance: dict, schema: dict, what: str, prefix: str = "") -> None:
 
 
 def load_schema(schema_path: str | Path) -> dict:
-    with open(schema_path) as handle:
-        return yaml.safe_load(handle)
+    return copy.deepcopy(_schema(schema_path))
+
+
+def _schema(schema_path: str | Path) -> dict:
+    """The schema, read once per version of the file (every trajectory opened checks against it)."""
+    return _read_schema(str(schema_path), Path(schema_path).stat().st_mtime_ns)
+
+
+@functools.cache
+def _read_schema(schema_path: str, modified: int) -> dict:
+    with open(schema_path) as handle:  # libyaml's safe loader where there is one: 10x faster
+        return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def default_schema() -> Path:
+    """The workflow's config schema: beside the package in a checkout (src layout), else as seen
+    from the working directory, the workflow's."""
+    beside = Path(__file__).resolve().parents[3] / "workflow/schemas/config.schema.yaml"
+    return beside if beside.is_file() else Path("workflow/schemas/config.schema.yaml")
+
+
+def validate_run(run: dict, schema_path: str | Path | None = None, what: str = "run config"):
+    """A run config (`base`'s keys, and `data_dir`) checked against the schema of `base`, with
+    every default filled in: what a partial run config means. Only what the schema states; a
+    ConfigError names each key."""
+    run = copy.deepcopy(dict(run))
+    data_dir = run.pop("data_dir", "")
+    _check(run, _schema(schema_path or default_schema())["properties"]["base"], what)
+    return {**run, "data_dir": data_dir}
+
+
+def complete_run(run: dict, schema_path: str | Path | None = None) -> dict:
+    """A run config as `nwt train` takes it, whole or partial: checked as the base run of a
+    workflow config (the schema's defaults filled in, and what would fail inside its job), its
+    keys in the order given, then the defaults."""
+    run = copy.deepcopy(dict(run))
+    data_dir = run.pop("data_dir", "")
+    data = {run.get("task"): data_dir} if run.get("task") in LOCAL_TASKS and data_dir else {}
+    config = validate_config({"base": run, "data": data}, schema_path or default_schema())
+    whole = expand_runs(config)["base"]
+    return {**{key: whole[key] for key in run}, **whole, "data_dir": data_dir}
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
@@ -93,23 +159,26 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     for factor, values in config["ablations"].items():
         if factor not in base_schema["properties"]:
             known = ", ".join(base_schema["properties"])
+            nearest = _did_you_mean(factor, base_schema["properties"])
             raise ConfigError(
-                f"invalid config:\n  ablations.{factor}: not a run setting (one of: {known})"
+                f"invalid config:\n  ablations.{factor}: not a run setting{nearest} "
+                f"(one of: {known})"
             )
         for index, value in enumerate(values):
             run = {**copy.deepcopy(config["base"]), factor: value}
             # Errors name the ablation entry, not the base key it overrides.
             errors = list(_DefaultingValidator(base_schema).iter_errors(run))
             if errors:
-                raise ConfigError(
-                    f"invalid config:\n  ablations.{factor}[{index}]: {_message(errors[0])}"
-                )
+                where = f"ablations.{factor}[{index}]"
+                where += "".join(f".{part}" for part in list(errors[0].absolute_path)[1:])
+                raise ConfigError(f"invalid config:\n  {where}: {_message(errors[0])}")
     for name, changes in config["runs"].items():
         if name in {"base", *ablation_names(config)}:
             raise ConfigError(f"invalid config:\n  runs.{name}: the name of another run")
         errors = list(_DefaultingValidator(base_schema).iter_errors({**config["base"], **changes}))
         if errors:
-            raise ConfigError(f"invalid config:\n  runs.{name}: {_message(errors[0])}")
+            lines = [f"  {_run_key(f'runs.{name}', error)}: {_message(error)}" for error in errors]
+            raise ConfigError("invalid config:\n" + "\n".join(lines))
     for name, run in expand_runs(config).items():
         if run["task"] in LOCAL_TASKS and not run["data_dir"]:
             raise ConfigError(
@@ -301,4 +370,7 @@ def load_config(text_or_path: str, what: str = "run config") -> dict:
     if not path.is_file():
         raise ConfigError(f"{what} {path}: no such file (or pass inline JSON)")
     with open(path) as handle:
-        return yaml.safe_load(handle)
+        config = yaml.safe_load(handle)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{what} {path}: holds {type(config).__name__}, not a mapping of keys")
+    return config

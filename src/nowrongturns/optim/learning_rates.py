@@ -6,11 +6,12 @@ lrs = lr_schedule(run, total_steps)            # float64 [T], the lr of every st
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
+
+from nowrongturns.tables import read_json
 
 # lr_scaling rules: the factor f(B / B0) that a run of batch B applies to an lr given for B0.
 LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
@@ -54,7 +55,7 @@ def file_schedule(path: str, total_steps: int) -> np.ndarray:
     """A schedule from a JSON file with lists `progress` (t/T) and `lr`, interpolated at t/T."""
     if not path or not Path(path).is_file():
         raise ValueError(f"schedule_file {path!r}: no such file (schedule: file needs one)")
-    document = json.loads(Path(path).read_text())
+    document = read_json(path, "schedule_file")
     try:
         progress = np.asarray(document["progress"], dtype=np.float64)
         lrs = np.asarray(document["lr"], dtype=np.float64)

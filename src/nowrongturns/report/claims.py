@@ -30,9 +30,6 @@ claims.html states each claim of the paper beside what the runs show, then the t
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -54,6 +51,7 @@ from nowrongturns.report.verdicts import (
     batch_size_verdict,
     run_verdicts,
 )
+from nowrongturns.tables import TableError, read_json
 
 SETTINGS = ("task", "model", "optimizer", "batch_size", "lr", "seed")
 # Claims column -> monotone_summary key, where the interpolation analysis is on.
@@ -183,7 +181,9 @@ def write_claims(
     interpolation table where that analysis is on."""
     schedules = {}
     for path in schedule_paths:
-        document = json.loads(Path(path).read_text())
+        document = read_json(path, "schedule")
+        if not isinstance(document.get("run"), str):
+            raise TableError(f"{path}: the schedule names no run (field 'run')")
         schedules[document["run"]] = document
     table = claims_table(tables, schedules, config, interpolations)
     with written(out_csv) as tmp:

@@ -13,7 +13,6 @@ Figures that compare runs are in comparisons.py; all share the style and helpers
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -34,6 +33,7 @@ from nowrongturns.report.style import (
     set_style,
     three_panels,
 )
+from nowrongturns.tables import GEOMETRY_COLUMNS, read_json, read_parquet
 
 # The step replayed from the stored state matches the train-batch gradient to float32 rounding.
 FLOAT32_REPLAY = 1e-4
@@ -243,12 +243,22 @@ RUN_FIGURES = {
 }
 
 
+# The geometry table's columns the figures draw from.
+FIGURE_COLUMNS = {
+    name: GEOMETRY_COLUMNS[name]
+    for name in ("run", "step", "progress", "source", "sample", "rsi", "eb", "gamma", "z")
+}
+
+
 def read_table(path: str | Path) -> pd.DataFrame | dict:
     """A Parquet or CSV table, or a JSON document (schedule.json) as a dict."""
     path = Path(path)
     if path.suffix == ".json":
-        return json.loads(path.read_text())
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        return read_json(path, "document")
+    if path.suffix == ".parquet":
+        columns = FIGURE_COLUMNS if path.name == "geometry.parquet" else {}
+        return read_parquet(path, path.stem, columns)
+    return pd.read_csv(path)
 
 
 def save_figure(fig: plt.Figure, path: str | Path, fmt: str) -> Path:

@@ -58,6 +58,8 @@ def tally(table: pd.DataFrame, claim: str) -> str:
 
 def _range(table: pd.DataFrame, column: str, fmt: str = "{:.3f}") -> str:
     """From the lowest to the highest value of `column` among `table`'s runs, with intervals."""
+    if table[column].isna().all():
+        return "not measured"
     low, high = table[column].idxmin(), table[column].idxmax()
     return (
         f"from {with_interval(table.loc[low], column, fmt)} ({low}) "

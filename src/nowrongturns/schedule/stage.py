@@ -31,6 +31,7 @@ from nowrongturns.files import written
 from nowrongturns.optim.learning_rates import lr_schedule, peak_lr
 from nowrongturns.schedule.bound import bound_table, guarantee
 from nowrongturns.schedule.fit import FAMILIES, choose, fit_families, schedule_curve
+from nowrongturns.tables import GEOMETRY_COLUMNS, read_parquet
 from nowrongturns.trajectory.reader import TrajectoryReader
 
 FORMAT = "nowrongturns-schedule"
@@ -68,6 +69,15 @@ def _rows(table: pd.DataFrame, source: str, where: str) -> pd.DataFrame:
     if rows.empty:
         raise ValueError(f"{where}: no {source!r} rows, which this run's schedule needs")
     return rows
+
+
+def _check_steps(table: pd.DataFrame, path, total_steps: int) -> None:
+    """The table's steps are steps of the trajectory, before they index its learning rates."""
+    if table["step"].min() < 0 or table["step"].max() >= total_steps:
+        raise ValueError(
+            f"{path}: column 'step' runs from {table['step'].min()} to {table['step'].max()}, "
+            f"outside the trajectory's steps 0 to {total_steps - 1}"
+        )
 
 
 def eta_star_table(geometry: pd.DataFrame, run: dict, smooth: int, where: str) -> pd.DataFrame:
@@ -115,11 +125,10 @@ def derive_schedule(
     ignore_last: float = 0.05,
     dense: str | None = None,
 ) -> pd.DataFrame:
-    table = pd.read_parquet(geometry)
-    if table.empty:
-        raise ValueError(f"{geometry}: the geometry table has no rows")
+    table = read_parquet(geometry, "geometry", GEOMETRY_COLUMNS)
     with TrajectoryReader(trajectory) as traj:
         run, lrs, total_steps = traj.config, traj.steps("lr"), traj.total_steps
+    _check_steps(table, geometry, total_steps)
     name = str(table["run"].iloc[0])
     schedule = eta_star_table(table, run, smooth, geometry)
     schedule["lr_used"] = lrs[schedule["step"]]
@@ -133,7 +142,9 @@ def derive_schedule(
     # Dense mode has every step's gradient: the bound's factors are then all measured, for SGD.
     # (It replays gradients, not the direction momentum or Adam stepped along.)
     if dense and step_source == "train_batch":
-        steps_taken = _rows(pd.read_parquet(dense), step_source, dense)
+        dense_table = read_parquet(dense, "dense", GEOMETRY_COLUMNS)
+        _check_steps(dense_table, dense, total_steps)
+        steps_taken = _rows(dense_table, step_source, dense)
     else:
         steps_taken = _rows(table, step_source, geometry)
     if step_source == "sampled":  # standing in for the steps taken: their median per step

@@ -8,11 +8,11 @@ directory stops the load with a DataLayoutError naming the path and the layout e
 from __future__ import annotations
 
 import hashlib
-import pickle
 from pathlib import Path
 
 import numpy as np
 
+from nowrongturns.tasks.cifar_pickle import cifar_batch_arrays, load_cifar_batch
 from nowrongturns.tasks.task import (
     DataLayoutError,
     DatasetExamples,
@@ -73,26 +73,6 @@ def cifar_layout(cifar_class) -> str:
     )
 
 
-def without_md5(cifar_class):
-    """`cifar_class` checking that its files exist, but not that their md5 is the official one.
-
-    torchvision refuses any file whose md5 differs from the official release's. We read any
-    well-formed files instead, and record in the task's provenance whether they are the official
-    release (`official_release`): the same loader then reads the real data and the tests' tiny
-    files in the real format, and a trajectory says which it was trained on. A truncated or
-    corrupt file still stops the load, when it fails to unpickle or to reshape.
-    """
-    return type(
-        cifar_class.__name__,
-        (cifar_class,),
-        {
-            "train_list": [[name, None] for name, _ in cifar_class.train_list],
-            "test_list": [[name, None] for name, _ in cifar_class.test_list],
-            "meta": {**cifar_class.meta, "md5": None},  # check_integrity(path, None): exists
-        },
-    )
-
-
 def is_official_release(root: Path, cifar_class) -> bool:
     from torchvision.datasets.utils import check_integrity
 
@@ -125,24 +105,28 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
     """
     layout = cifar_layout(cifar_class)
     root = data_dir(run, name, layout)
-    folder = cifar_class.base_folder
-    require(name, root, [f"{folder}/{file}" for file, _ in cifar_files(cifar_class)], layout)
-    reader = without_md5(cifar_class)
-    # A malformed pickle fails in many ways; torchvision itself raises RuntimeError.
-    try:
-        official_train = reader(root, train=True, download=False)
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        KeyError,
-        TypeError,
-        ValueError,
-        RuntimeError,
-    ) as error:
+    folder = root / cifar_class.base_folder
+    require(
+        name,
+        root,
+        [f"{cifar_class.base_folder}/{file}" for file, _ in cifar_files(cifar_class)],
+        layout,
+    )
+    # Read through the restricted unpickler (cifar_pickle.py), never torchvision's pickle.load:
+    # a batch file from elsewhere cannot run code; the meta file too, for the same reason.
+    meta = load_cifar_batch(folder / cifar_class.meta["filename"], name)
+    if cifar_class.meta["key"] not in meta:
         raise DataLayoutError(
-            f"{name}: cannot read {root / folder} ({error!r}); expected {layout}"
-        ) from error
-    images, labels = cifar_arrays(official_train, name, num_classes, root)
+            f"{name}: {folder / cifar_class.meta['filename']} has no field "
+            f"{cifar_class.meta['key']!r}; expected {layout}"
+        )
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+    batches = [
+        cifar_batch_arrays(folder / file, name, label_key, num_classes)
+        for file, _ in cifar_class.train_list
+    ]
+    images = np.concatenate([batch_images for batch_images, _ in batches])
+    labels = np.concatenate([batch_labels for _, batch_labels in batches])
     train, validation = reference_split(len(labels))
     statistics = CIFAR10_STATISTICS if name == "cifar10" else channel_statistics(images[train])
     standardize = ImageStandardizer(*statistics)
@@ -159,16 +143,6 @@ def load_cifar(run: dict, name: str, cifar_class, num_classes: int) -> Task:
         (3, 32, 32),
         provenance=provenance,
     )
-
-
-def cifar_arrays(dataset, name: str, num_classes: int, root: Path):
-    """uint8 images [N, 3, 32, 32] and int64 labels of a torchvision CIFAR dataset."""
-    if dataset.data.dtype != np.uint8:
-        raise DataLayoutError(f"{name}: {root} holds {dataset.data.dtype} pixels, not uint8")
-    labels = np.asarray(dataset.targets, dtype=np.int64)
-    if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
-        raise DataLayoutError(f"{name}: {root} has labels outside 0..{num_classes - 1}")
-    return dataset.data.transpose(0, 3, 1, 2), labels  # torchvision holds them [N, H, W, C]
 
 
 def load_cifar10(run: dict) -> Task:

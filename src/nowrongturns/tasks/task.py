@@ -112,7 +112,7 @@ class DatasetExamples:
     def get(self, indices: torch.Tensor, augmentation=None, uniforms=None):
         inputs, targets = [], []
         for row, index in enumerate(indices.tolist()):
-            item, target = self.dataset[index]
+            item, target = self._item(index)
             if augmentation is None:
                 item = self.plain(item)
             else:
@@ -121,6 +121,16 @@ class DatasetExamples:
             targets.append(torch.as_tensor(target))
         targets = torch.stack(targets)
         return torch.stack(inputs), targets.float() if targets.is_floating_point() else targets
+
+    def _item(self, index: int):
+        """Example `index`; a file that does not decode (a corrupt image: PIL's errors vary)
+        stops the load naming it, where the dataset lists its files (ImageFolder)."""
+        try:
+            return self.dataset[index]
+        except Exception as error:
+            samples = getattr(self.dataset, "samples", None)
+            where = samples[index][0] if samples else f"example {index} of {self.dataset!r}"
+            raise DataLayoutError(f"{where}: cannot be read ({error!r})") from error
 
     def to(self, device: torch.device) -> DatasetExamples:
         # Read on demand; Task.batch moves each batch, then standardizes it there.

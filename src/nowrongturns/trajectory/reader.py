@@ -14,6 +14,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nowrongturns.config import ConfigError, validate_run
+from nowrongturns.precision import PRECISIONS
+from nowrongturns.trajectory.claims import check_claims, check_path
 from nowrongturns.trajectory.format import (
     ALL_STEP_COLUMNS,
     FORMAT,
@@ -29,10 +32,23 @@ class TrajectoryReader:
 
     def __init__(self, path, require_complete: bool = True):
         self.path = Path(path)
+        check_path(self.path)
         try:
             self.file = h5py.File(self.path, "r")
         except OSError as error:
             raise TrajectoryError(f"{self.path}: cannot open as HDF5 ({error})") from error
+        try:
+            self._read_header(require_complete)
+        except Exception as error:
+            self.file.close()
+            if isinstance(error, TrajectoryError):
+                raise
+            if isinstance(error, OSError | KeyError):  # HDF5's metadata itself unreadable
+                raise TrajectoryError(f"{self.path}: corrupted HDF5 metadata ({error})") from None
+            raise
+
+    def _read_header(self, require_complete: bool) -> None:
+        """The attributes, then what the datasets claim (claims.py), before any row is read."""
         attrs = self.file.attrs
         self.format_version = attrs.get("format_version")
         if attrs.get("format") != FORMAT or self.format_version not in READABLE_VERSIONS:
@@ -41,18 +57,30 @@ class TrajectoryReader:
                 f"{READABLE_VERSIONS} (format={attrs.get('format')!r}, "
                 f"format_version={self.format_version!r})"
             )
-        if require_complete and attrs["status"] == "diverged":
+        status = self._attribute("status", str)
+        if require_complete and status == "diverged":
             raise TrajectoryError(
-                f"{self.path}: training diverged at step {attrs['diverged_step']} "
+                f"{self.path}: training diverged at step {attrs.get('diverged_step')} "
                 "(non-finite loss); there is no path to measure"
             )
-        if require_complete and attrs["status"] != "complete":
-            raise TrajectoryError(f"{self.path}: status is {attrs['status']!r}, not 'complete'")
-        self.config = json.loads(attrs["config"])
-        if self.format_version == 1:
-            self.config = {**VERSION_1_DEFAULTS, **self.config}
-        self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
-        self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
+        if require_complete and status != "complete":
+            raise TrajectoryError(f"{self.path}: status is {status!r}, not 'complete'")
+        try:
+            config = json.loads(self._attribute("config", str))
+            if self.format_version == 1:
+                config = {**VERSION_1_DEFAULTS, **config}
+            self.config = validate_run(config, what=f"{self.path}: attribute config")
+        except (ValueError, TypeError) as error:  # JSON's errors, ConfigError
+            if isinstance(error, ConfigError):
+                raise TrajectoryError(str(error).replace("\n ", "")) from None
+            raise TrajectoryError(f"{self.path}: attribute config is not a run ({error})") from None
+        self.world_size = self._attribute("world_size", np.integer)
+        self.precision = self._attribute("precision", str)
+        if self.world_size < 1 or self.precision not in PRECISIONS:
+            raise TrajectoryError(
+                f"{self.path}: attributes world_size = {self.world_size} and precision = "
+                f"{self.precision!r}: not a number of processes and one of {PRECISIONS}"
+            )
         # The shards of every minibatch gradient: batch_shards replicas in each DDP process (a
         # trajectory written before the key existed: one a process, as it was trained).
         self.shards = self.world_size * int(self.config.get("batch_shards", 1))
@@ -61,9 +89,27 @@ class TrajectoryReader:
         # 1 in version 1).
         self.origin = str(attrs.get("origin", "trained"))
         self.step_columns = tuple(str(c) for c in attrs.get("step_columns", ALL_STEP_COLUMNS))
-        self.param_count = int(attrs["param_count"])
-        self.checkpoint_steps = self.file["checkpoints/step"][:]
+        self.param_count = self._attribute("param_count", np.integer)
+        self.checkpoint_steps = check_claims(
+            self.file, self.path, self.param_count, self.config, self.format_version
+        )
         self.total_steps = int(self.checkpoint_steps[-1])
+
+    def _attribute(self, name: str, kind: type):
+        """A root attribute that must be there, a `kind` (str, or an integer)."""
+        value = self.file.attrs.get(name, VERSION_1_ATTRIBUTES.get(name))
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        integer = kind is np.integer
+        if integer:  # a count: never negative, never a bool
+            fits = isinstance(value, int | np.integer) and not isinstance(value, bool)
+            fits = fits and value >= 0
+        else:
+            fits = isinstance(value, kind)
+        if not fits:
+            what = "non-negative integer" if integer else kind.__name__
+            raise TrajectoryError(f"{self.path}: attribute {name} is {value!r}, not a {what}")
+        return int(value) if integer else value
 
     def __enter__(self) -> TrajectoryReader:
         return self
@@ -113,10 +159,16 @@ class TrajectoryReader:
             return np.full(self.total_steps, np.nan)
         if column == "clip_factor" and column not in self.file["steps"]:  # version 1
             return np.ones(len(self.file["steps/step"]), dtype=np.float32)
-        return self.file["steps"][column][:]
+        return self._read(f"steps/{column}", slice(None))
 
     def batch_indices(self, steps) -> np.ndarray:
         """The minibatch indices of one step [B], or of a slice or increasing array of steps
         [n, B]."""
         self._require("batch_indices")
-        return self.file["steps/batch_indices"][steps]
+        return self._read("steps/batch_indices", steps)
+
+    def _read(self, name: str, rows) -> np.ndarray:
+        try:
+            return self.file[name][rows]
+        except OSError as error:  # a chunk no checksum covers, torn or overwritten
+            raise TrajectoryError(f"{self.path}: /{name} is unreadable ({error})") from error
