@@ -118,6 +118,16 @@ def test_geometry_figure_draws_the_optimizer_step_where_it_differs(offset, drawn
         assert any(text.startswith(baseline) for text in texts)
 
 
+def test_geometry_figure_draws_no_contrast_where_the_labels_change_nothing():
+    """A deterministic objective's shuffled-label rows are its train batch's: no contrast."""
+    table = geometry("valley", -0.2)
+    shuffled = table["source"] == "random_labels"
+    table.loc[shuffled, "gamma"] = table.loc[table["source"] == "train_batch", "gamma"].to_numpy()
+    label = "shuffled labels (a contrast)"
+    assert label not in lines(geometry_figure(table, "valley").axes[2])
+    assert label in lines(geometry_figure(geometry("base", 0.3), "base").axes[2])
+
+
 @pytest.mark.parametrize("other, controls", [(float("nan"), 1), (0.05, 2)])
 def test_geometry_figure_draws_the_controls_it_has_on_the_gamma_panel(other, controls):
     fig = geometry_figure(geometry("base", 0.3, other=other), "base")
