@@ -23,6 +23,25 @@ from nowrongturns.trajectory.format import (
 )
 
 
+def stored_config(attrs) -> dict:
+    """The run config of a trajectory's root attributes, every key filled."""
+    config = json.loads(attrs["config"])
+    if attrs.get("format_version") == 1:
+        config = {**VERSION_1_DEFAULTS, **config}
+    return config
+
+
+def read_config(path) -> dict:
+    """The run config a trajectory holds, from its attributes alone: no dataset is read."""
+    try:
+        with h5py.File(path, "r") as file:
+            if file.attrs.get("format") != FORMAT:
+                raise TrajectoryError(f"{path}: not a {FORMAT} file")
+            return stored_config(file.attrs)
+    except OSError as error:
+        raise TrajectoryError(f"{path}: cannot open as HDF5 ({error})") from error
+
+
 class TrajectoryReader:
     """Read-only access to a complete trajectory; each checkpoint row is read on demand."""
 
@@ -47,9 +66,7 @@ class TrajectoryReader:
             )
         if require_complete and attrs["status"] != "complete":
             raise TrajectoryError(f"{self.path}: status is {attrs['status']!r}, not 'complete'")
-        self.config = json.loads(attrs["config"])
-        if self.format_version == 1:
-            self.config = {**VERSION_1_DEFAULTS, **self.config}
+        self.config = stored_config(attrs)
         self.world_size = int(attrs.get("world_size", VERSION_1_ATTRIBUTES["world_size"]))
         self.precision = str(attrs.get("precision", VERSION_1_ATTRIBUTES["precision"]))
         self.param_count = int(attrs["param_count"])
@@ -71,6 +88,12 @@ class TrajectoryReader:
                 f"{self.path}: checkpoint {index} (step {step}) /checkpoints/{name} "
                 f"is unreadable or corrupted ({error})"
             ) from error
+
+    def layout(self, group: str) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of each tensor of `group` ("params" or "buffers"), in the order the
+        flat vectors of a checkpoint hold them."""
+        names = self.file[group]["names"].asstr()[:]
+        return [(name, tuple(shape)) for name, shape in zip(names, self.file[group]["shapes"])]
 
     def weights(self, index: int) -> np.ndarray:
         return self._row("weights", index)
