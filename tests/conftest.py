@@ -111,7 +111,8 @@ def default_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_results(tmp_path_factory):
     """A results directory as the workflow lays it out, of the tiny run in seeds 0, 1, 2 (the
-    results API, the exporters, the notebook tutorial): its path. Read-only for the tests."""
+    results API, the exporters, the notebook tutorial): its path. Tests only read it, but for the
+    tutorial's figures (figures/tutorial/)."""
     return make_results(tmp_path_factory.mktemp("small"))
 
 
