@@ -1,6 +1,6 @@
 # `make run` and `make test` set up what is missing (a virtual environment in .venv with the
-# package, its dependencies, the test tools and the timm extra the tests use), then run the
-# workflow or the tests.
+# package, its dependencies, the test tools and the extras the tests use: timm, tensorboard,
+# mlflow), then run the workflow or the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --editable '.[test,timm]'
+	$(BIN)/pip install --quiet --editable '.[test,timm,tensorboard,mlflow]'
 	touch $@
 
 run: setup

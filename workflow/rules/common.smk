@@ -79,6 +79,14 @@ def results_path(relative):
     return str(Path(config["results"]) / relative)
 
 
+# The results exported where researchers look (config `export`): TensorBoard, MLflow.
+EXPORT = config["export"]
+EXPORT_OUTPUTS = [
+    *([results_path("tensorboard")] if EXPORT["tensorboard"] else []),
+    *([results_path("mlflow.json")] if EXPORT["mlflow"] else []),
+]
+
+
 def run_config_json(wildcards):
     """Every training setting of one run: the train rule's only params, so any change retrains."""
     return json.dumps(RUNS[wildcards.run], sort_keys=True)
