@@ -2,22 +2,6 @@
 # geometry along training, tables and figures, in TensorBoard or MLflow, once all are made.
 
 
-def exported_files(wildcards):
-    """What the exporters read: every run's tables and figures, and the closed loop's runs."""
-    return [
-        *expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
-        *expand(results_path("runs/{run}/{table}"), run=RUNS, table=ANALYSIS_TABLES),
-        *expand(
-            results_path("figures/{run}/{figure}.{format}"),
-            run=RUNS,
-            figure=RUN_FIGURES,
-            format=FIGURE_FORMAT,
-        ),
-        *expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),
-        *expand(results_path("runs/{run}/closed_loop.csv"), run=RETRAINED),
-    ]
-
-
 rule export_tensorboard:
     input:
         exported_files,
@@ -31,7 +15,7 @@ rule export_tensorboard:
     resources:
         **stage_resources("figures"),
     params:
-        results=config["results"],
+        results=lambda wildcards: config["results"],
     shell:
         "nwt export tensorboard {params.results:q} --logdir {output:q} > {log:q} 2>&1"
 
@@ -49,7 +33,7 @@ rule export_mlflow:
     resources:
         **stage_resources("figures"),
     params:
-        results=config["results"],
+        results=lambda wildcards: config["results"],
         tracking_uri=(EXPORT["mlflow"] or {}).get("tracking_uri"),
         experiment=(EXPORT["mlflow"] or {}).get("experiment"),
     shell:
