@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,23 +139,28 @@ def mlflow_server(tmp_path):
 def test_mlflow_export_makes_one_run_per_run_and_updates_them(
     small_results, mlflow_server, tmp_path, record_property
 ):
+    """One MLflow run per run with its params, metrics (equal to the tables, each value once)
+    and artifacts; exported again, the same MLflow runs; a run changed since, logged anew in
+    place of its old MLflow run."""
     from mlflow import MlflowClient
 
+    results_copy = tmp_path / "results"
+    shutil.copytree(small_results, results_copy)
     record = tmp_path / "mlflow.json"
-    command = [NWT, "export", "mlflow", small_results, "--tracking-uri", mlflow_server]
+    command = [NWT, "export", "mlflow", results_copy, "--tracking-uri", mlflow_server]
     command += ["--experiment", "tiny seeds", "--record", record]
-    subprocess.run(command, check=True, timeout=300)
-    first = json.loads(record.read_text())
     started = time.perf_counter()
     subprocess.run(command, check=True, timeout=300)
-    again = time.perf_counter() - started
+    first_export = time.perf_counter() - started
+    first = json.loads(record.read_text())
+    subprocess.run(command, check=True, timeout=300)
     assert json.loads(record.read_text()) == first and sorted(first) == sorted(SEEDS)
 
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("tiny seeds")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(run.info.run_name for run in runs) == sorted(SEEDS)  # none twice
-    results = nowrongturns.open_results(small_results)
+    results = nowrongturns.open_results(results_copy)
     for mlflow_run in runs:
         run = results[mlflow_run.info.run_name]
         assert mlflow_run.info.run_id == first[run.name]
@@ -178,4 +184,15 @@ def test_mlflow_export_makes_one_run_per_run_and_updates_them(
             "tables/bound.csv",
             "figures/geometry.png",
         }
-    record_property("summary", f"mlflow export of 3 tiny runs, again: {again:.1f} s")
+
+    bound = results_copy / "runs/seed=1/bound.csv"  # a run changed since: its bound redone
+    bound.write_text(bound.read_text().replace("True", "False", 1))
+    subprocess.run(command, check=True, timeout=300)
+    third = json.loads(record.read_text())
+    assert third["seed=1"] != first["seed=1"]
+    assert {name: third[name] for name in ("base", "seed=2")} == {
+        name: first[name] for name in ("base", "seed=2")
+    }
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.run_id for run in runs) == sorted(third.values())
+    record_property("summary", f"mlflow export of 3 tiny runs: {first_export:.1f} s")

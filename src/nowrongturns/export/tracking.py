@@ -5,14 +5,19 @@
 Per run: the run config as params (nested keys dotted), the scalars of metrics.py batch-logged
 (`log_batch`, as many values a call as MLflow takes), the run's tables and figures as artifacts.
 An MLflow run is found again by its tags (the results directory's absolute path and the run's
-name), so exporting the same results again updates the same MLflow runs; the metrics carry the
-trajectory's creation time as their timestamp, so a value logged twice is stored once.
+name), so exporting the same results again makes no second MLflow run: one whose tables, figures
+and config are unchanged is left as it is, a changed one is logged anew in place of the old. The
+metrics carry the trajectory's creation time as their timestamp.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from pathlib import Path
+
+import pandas as pd
 
 from nowrongturns.export import MissingExtraError
 from nowrongturns.export.metrics import run_metrics
@@ -25,6 +30,7 @@ PARAMS_PER_CALL = 100
 PARAM_VALUE_LENGTH = 6000
 SOURCE_TAG = "nowrongturns.results"
 RUN_TAG = "nowrongturns.run"
+FINGERPRINT_TAG = "nowrongturns.fingerprint"
 
 
 def mlflow_client(tracking_uri: str):
@@ -62,8 +68,9 @@ def _experiment_id(client, name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
-def _exported_runs(client, experiment_id: str, source: str) -> dict[str, str]:
-    """Run name -> MLflow run id of the runs an earlier export of `source` made."""
+def _exported_runs(client, experiment_id: str, source: str) -> dict[str, tuple[str, str]]:
+    """Run name -> (MLflow run id, fingerprint) of the runs an earlier export of `source` made;
+    the fingerprint is "" where that export did not finish the run."""
     found, token = {}, None
     while True:
         page = client.search_runs(
@@ -72,7 +79,9 @@ def _exported_runs(client, experiment_id: str, source: str) -> dict[str, str]:
             max_results=1000,
             page_token=token,
         )
-        found.update({run.data.tags[RUN_TAG]: run.info.run_id for run in page})
+        for run in page:
+            tags = run.data.tags
+            found[tags[RUN_TAG]] = (run.info.run_id, tags.get(FINGERPRINT_TAG, ""))
         token = page.token
         if not token:
             return found
@@ -85,8 +94,30 @@ def _timestamp_ms(run) -> int:
     return int(datetime.datetime.fromisoformat(created).timestamp() * 1000)
 
 
+def _artifacts(run) -> list[tuple[Path, str]]:
+    """(file, artifact folder) of a run's tables and figures."""
+    tables = [run.folder / RUN_TABLES[name] for name in run.tables]
+    if "schedule" in run.tables:
+        tables.append(run.folder / "schedule.json")
+    return [(path, "tables") for path in tables] + [(p, "figures") for p in run.figures.values()]
+
+
+def _fingerprint(metrics: pd.DataFrame, params: dict, artifacts: list) -> str:
+    """What an export of a run logs, hashed: an unchanged run is not logged again."""
+    digest = hashlib.sha256(metrics.to_csv(index=False).encode())
+    digest.update(json.dumps(params, sort_keys=True).encode())
+    for path, folder in artifacts:
+        digest.update(f"{folder}/{path.name}".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def export_mlflow(results: str | Path, tracking_uri: str, experiment: str) -> dict[str, str]:
-    """Log every run of a results directory to MLflow; run name -> MLflow run id."""
+    """Log every run of a results directory to MLflow; run name -> MLflow run id.
+
+    A run an earlier export of the same results logged whole, unchanged since, is left as it is
+    (the same MLflow run); a changed one is logged anew, its earlier MLflow run deleted, since
+    MLflow cannot take back a metric value once logged."""
     client = mlflow_client(tracking_uri)
     from mlflow.entities import Metric, Param
 
@@ -95,27 +126,32 @@ def export_mlflow(results: str | Path, tracking_uri: str, experiment: str) -> di
     exported = _exported_runs(client, experiment_id, source)
     ids = {}
     for run in open_results(results):
-        run_id = exported.get(run.name)
-        if run_id is None:
-            tags = {SOURCE_TAG: source, RUN_TAG: run.name}
-            run_id = client.create_run(experiment_id, tags=tags, run_name=run.name).info.run_id
         has_trajectory = (run.folder / "trajectory.h5").is_file()
         params = flat_params(run.config) if has_trajectory else {}
+        metrics = run_metrics(run)
+        artifacts = _artifacts(run)
+        fingerprint = _fingerprint(metrics, params, artifacts)
+        previous_id, previous_fingerprint = exported.get(run.name, (None, None))
+        if previous_fingerprint == fingerprint:
+            ids[run.name] = previous_id
+            run.close()
+            continue
+        if previous_id is not None:
+            client.delete_run(previous_id)
+        tags = {SOURCE_TAG: source, RUN_TAG: run.name}
+        run_id = client.create_run(experiment_id, tags=tags, run_name=run.name).info.run_id
         timestamp = _timestamp_ms(run) if has_trajectory else 0
-        metrics = [
+        logged = [
             Metric(name, value, timestamp, int(step))
-            for name, step, value in run_metrics(run).itertuples(index=False)
+            for name, step, value in metrics.itertuples(index=False)
         ]
         for batch_metrics, batch_params in log_batches(
-            metrics, [Param(key, value) for key, value in params.items()]
+            logged, [Param(key, value) for key, value in params.items()]
         ):
             client.log_batch(run_id, metrics=batch_metrics, params=batch_params)
-        for name in run.tables:
-            client.log_artifact(run_id, str(run.folder / RUN_TABLES[name]), "tables")
-        if "schedule" in run.tables:
-            client.log_artifact(run_id, str(run.folder / "schedule.json"), "tables")
-        for path in run.figures.values():
-            client.log_artifact(run_id, str(path), "figures")
+        for path, folder in artifacts:
+            client.log_artifact(run_id, str(path), folder)
+        client.set_tag(run_id, FINGERPRINT_TAG, fingerprint)  # last: the run is whole
         client.set_terminated(run_id)
         run.close()
         ids[run.name] = run_id
