@@ -56,6 +56,7 @@ def assert_metrics_equal(read: dict[str, pd.Series], run, rel: float) -> None:
         np.testing.assert_allclose(read[name].to_numpy(), values.to_numpy(), rtol=rel, err_msg=name)
 
 
+@pytest.mark.slow  # two exports, each importing torch, and the small results
 def test_tensorboard_export_holds_every_metric_at_every_step(small_results, tmp_path):
     from tbparse import SummaryReader
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,7 +79,7 @@ def test_tensorboard_export_holds_every_metric_at_every_step(small_results, tmp_
         assert image.encoded_image_string.startswith(b"\x89PNG") and image.width > 500
 
 
-def test_missing_extras_are_named(small_results, tmp_path):
+def test_missing_extras_are_named(tmp_path):
     """Without the tracker's package the command fails in one line naming the extra."""
     for tracker, package, options in (
         ("tensorboard", "tensorboard", ["--logdir", str(tmp_path)]),
@@ -87,7 +88,7 @@ def test_missing_extras_are_named(small_results, tmp_path):
         script = (
             f"import sys; sys.modules[{package!r}] = None\n"  # as if not installed
             "from nowrongturns.cli import main\n"
-            f"main(['export', {tracker!r}, {str(small_results)!r}, *{options!r}])"
+            f"main(['export', {tracker!r}, {str(tmp_path)!r}, *{options!r}])"
         )
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -19,10 +19,11 @@ from nowrongturns.config.factories import FactoryError
 from nowrongturns.measure.gradients import Sources, checkpoint_requests
 
 
-def test_checkpoint_weights_give_the_geometry_tables_losses(small_results):
+def test_checkpoint_weights_give_the_geometry_tables_losses(trained):
     """At every measured checkpoint, the run's model with the API's weights gives the loss the
     geometry table records on the same minibatch, for the train batch and every sampled one."""
-    run = nowrongturns.open_results(small_results)["base"]
+    _, trajectory, _ = trained()
+    run = nowrongturns.open_run(trajectory)
     trajectory, geometry = run.trajectory, run.geometry
     task = trajectory.task()
     model = trajectory.model()
@@ -45,20 +46,21 @@ def test_checkpoint_weights_give_the_geometry_tables_losses(small_results):
     assert checked == len(set(geometry["step"])) * (1 + samples)
 
 
-def test_listing_fifty_runs_opens_no_file(small_results, tmp_path):
+def test_listing_fifty_runs_opens_no_file(trained, tmp_path):
     """50 run folders (links to one run's files): opening the results, listing the runs, their
     tables and figures opens no file in them; their configs open the trajectories alone."""
     results = tmp_path / "results"
-    source = small_results / "runs" / "base"
+    _, trajectory, _ = trained()
+    source = trajectory.parent
     folders = [results / "runs" / f"seed={seed}" for seed in range(50)]
     for folder in folders:
         folder.mkdir(parents=True)
-        for file in source.iterdir():
-            os.link(file, folder / file.name)
+        for name in ("trajectory.h5", "geometry.parquet"):
+            os.link(source / name, folder / name)
     with file_opens(folders) as opened:
         opened_results = nowrongturns.open_results(results)
         listed = {run.name: (run.tables, run.figures) for run in opened_results}
-    assert len(listed) == 50 and listed["seed=7"][0] == ["geometry", "schedule", "bound"]
+    assert len(listed) == 50 and listed["seed=7"] == (["geometry"], {})
     assert opened == []
     with file_opens(folders) as opened:
         configs = opened_results.configs()
@@ -66,6 +68,7 @@ def test_listing_fifty_runs_opens_no_file(small_results, tmp_path):
     assert sorted(opened) == sorted(folder / "trajectory.h5" for folder in folders)
 
 
+@pytest.mark.slow  # the small results, made in 30 s
 def test_tables_configs_figures_and_metadata(small_results):
     results = nowrongturns.open_results(small_results)
     assert results.runs == sorted(SEEDS)
@@ -96,13 +99,13 @@ def test_tables_configs_figures_and_metadata(small_results):
         run.table("geometri")
 
 
-def test_torch_is_imported_only_for_weights(small_results):
-    """Listing, configs, tables and per-step columns import no torch; weights do."""
+def test_torch_is_imported_only_for_weights(trained):
+    """Opening a run, its config, tables and per-step columns import no torch; weights do."""
+    _, trajectory, _ = trained()
     script = f"""
 import sys, nowrongturns
-results = nowrongturns.open_results({str(small_results)!r})
-run = results["base"]
-run.config, run.geometry, run.schedule, run.trajectory.steps(), results.configs()
+run = nowrongturns.open_run({str(trajectory.parent)!r})
+run.config, run.geometry, run.trajectory.steps()
 assert "torch" not in sys.modules, "torch imported before weights were asked for"
 weights = run.trajectory.weights(0)
 assert "torch" in sys.modules and weights["0.weight"].dtype.is_floating_point
@@ -110,12 +113,12 @@ assert "torch" in sys.modules and weights["0.weight"].dtype.is_floating_point
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
-def test_a_factory_is_imported_only_when_trusted(small_results, tmp_path):
+def test_a_factory_is_imported_only_when_trusted(trained, tmp_path):
     """A trajectory whose config names a model factory: its model is refused, nothing imported,
     unless `trust` names the factory, as `nwt measure --trust` says."""
     folder = tmp_path / "runs" / "mine"
     folder.mkdir(parents=True)
-    shutil.copy(small_results / "runs/base/trajectory.h5", folder)
+    shutil.copy(trained()[1], folder)
     with h5py.File(folder / "trajectory.h5", "r+") as file:
         file.attrs["config"] = file.attrs["config"].replace('"cnn"', '"mylab_nets:build"')
     trajectory = nowrongturns.open_run(folder).trajectory
