@@ -62,7 +62,10 @@ class Trajectory:
         """The file's attributes (torch_version, device, created, ...), the config as a dict."""
         attrs = dict(self.reader.file.attrs)
         attrs["config"] = self.config
-        return {name: value.item() if hasattr(value, "item") else value for name, value in attrs.items()}
+        return {  # numpy scalars and arrays as Python's own
+            name: value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+            for name, value in attrs.items()
+        }
 
     @property
     def total_steps(self) -> int:
