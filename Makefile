@@ -1,7 +1,7 @@
 # `make run` and `make test` set up what is missing (a virtual environment in .venv with the
 # package, its dependencies, the test tools and the extras the tests use: timm, docs, lightning,
-# transformers), then run the workflow or the tests; `make docs` builds the documentation site
-# into site/.
+# transformers, tensorboard, mlflow), then run the workflow or the tests; `make docs` builds the
+# documentation site into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --editable '.[test,timm,docs,lightning,transformers]'
+	$(BIN)/pip install --quiet --editable '.[test,timm,docs,lightning,transformers,tensorboard,mlflow]'
 	touch $@
 
 run: setup

@@ -24,6 +24,7 @@ include: "workflow/rules/schedule.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:
@@ -53,3 +54,4 @@ rule all:
         expand(
             results_path(f"figures/{{run}}/closed_loop.{FIGURE_FORMAT}"), run=RETRAINED
         ),
+        EXPORT_OUTPUTS,

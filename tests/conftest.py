@@ -8,6 +8,7 @@ import os
 
 import pytest
 from helpers import debian, slurm
+from helpers.results import make_results
 from helpers.runs import SCHEMA, TINY_WORKFLOW_CONFIG, tiny_run
 from helpers.workflow import Workflow
 
@@ -23,7 +24,7 @@ _summary: list[str] = []
 
 # Session fixtures that are made once per test process and must not be made twice at once (one
 # Slurm on the machine) or cost minutes each time: their tests share one xdist worker.
-ONE_WORKER_FIXTURES = ("slurm_cluster", "finished_workflow", "default_run")
+ONE_WORKER_FIXTURES = ("slurm_cluster", "finished_workflow", "default_run", "small_results")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -105,6 +106,14 @@ def default_run(tmp_path_factory):
         device="cpu",
     )
     return folder / "trajectory.h5", table
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory):
+    """A results directory as the workflow lays it out, of the tiny run in seeds 0, 1, 2 (the
+    results API, the exporters, the notebook tutorial): its path. Tests only read it, but for the
+    tutorial's figures (figures/tutorial/)."""
+    return make_results(tmp_path_factory.mktemp("small"))
 
 
 @pytest.fixture

@@ -102,6 +102,30 @@ def results_path(relative):
     return str(Path(config["results"]) / relative)
 
 
+# The results exported where researchers look (config `export`): TensorBoard, MLflow.
+EXPORT = config["export"]
+EXPORT_OUTPUTS = [
+    *([results_path("tensorboard")] if EXPORT["tensorboard"] else []),
+    *([results_path("mlflow.json")] if EXPORT["mlflow"] else []),
+]
+
+
+def exported_files(wildcards):
+    """What the exporters read: every run's tables and figures, and the closed loop's runs."""
+    return [
+        *expand(results_path("runs/{run}/{table}"), run=RUNS, table=RUN_TABLES),
+        *expand(results_path("runs/{run}/{table}"), run=RUNS, table=ANALYSIS_TABLES),
+        *expand(
+            results_path("figures/{run}/{figure}.{format}"),
+            run=RUNS,
+            figure=RUN_FIGURES,
+            format=FIGURE_FORMAT,
+        ),
+        *expand(results_path("runs/{run}/dense.parquet"), run=RUNS if DENSE else []),
+        *expand(results_path("runs/{run}/closed_loop.csv"), run=RETRAINED),
+    ]
+
+
 def run_config_json(wildcards):
     """Every training setting of one run: the train rule's only params, so any change retrains."""
     return json.dumps(RUNS[wildcards.run], sort_keys=True)

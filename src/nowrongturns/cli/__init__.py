@@ -8,10 +8,13 @@ from __future__ import annotations
 import sys
 
 from nowrongturns.cli.parser import parser
+from nowrongturns.cli.versions import versions
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # The first line of every job's log: what made its output.
+    print(f"nwt {args.stage}: {versions()}", file=sys.stderr, flush=True)
     try:
         args.func(args)
     except Exception as error:
@@ -27,4 +30,7 @@ def _bad_input(error: Exception) -> bool:
     if isinstance(error, (ValueError, FileNotFoundError)):
         return True
     trajectory_format = sys.modules.get("nowrongturns.trajectory.format")
-    return trajectory_format is not None and isinstance(error, trajectory_format.TrajectoryError)
+    if trajectory_format is not None and isinstance(error, trajectory_format.TrajectoryError):
+        return True
+    export = sys.modules.get("nowrongturns.export")  # an exporter's extra not installed
+    return export is not None and isinstance(error, export.MissingExtraError)

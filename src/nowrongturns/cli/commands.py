@@ -363,3 +363,22 @@ def cmd_orthogonal(args) -> None:
 
 def _run_name(args) -> str:
     return args.run_name or Path(args.trajectory).parent.name
+
+
+def cmd_export_tensorboard(args) -> None:
+    from nowrongturns.export.tensorboard import export_tensorboard
+
+    for folder in export_tensorboard(args.results, args.logdir):
+        print(folder)
+
+
+def cmd_export_mlflow(args) -> None:
+    import json
+
+    from nowrongturns.export.tracking import export_mlflow
+    from nowrongturns.files import written
+
+    ids = export_mlflow(args.results, args.tracking_uri, args.experiment)
+    if args.record:
+        with written(args.record) as tmp:
+            Path(tmp).write_text(json.dumps(ids, indent=1, sort_keys=True) + "\n")

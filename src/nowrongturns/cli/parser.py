@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nowrongturns.cli import commands
+from nowrongturns.cli.versions import versions
 from nowrongturns.precision import PRECISIONS
 from nowrongturns.schedule.fit import FAMILIES
 
@@ -86,6 +87,7 @@ def _job_plan(stages, name: str, help: str, option: str, option_help: str, out: 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="nwt", description=commands.__doc__.split("\n")[0])
+    top.add_argument("--version", action="version", version=f"nwt: {versions()}")
     stages = top.add_subparsers(dest="stage", required=True)
 
     train = stages.add_parser("train", help="train one run and record its trajectory (HDF5)")
@@ -338,7 +340,37 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--html", required=True, help="claims.html to write")
     claims.set_defaults(func=commands.cmd_claims)
     analyses(stages)
+    exports(stages)
     return top
+
+
+def exports(stages) -> None:
+    """`nwt export tensorboard|mlflow`: the results beside a researcher's own runs."""
+    export = stages.add_parser(
+        "export", help="the results into TensorBoard or MLflow (optional extras)"
+    )
+    trackers = export.add_subparsers(dest="tracker", required=True)
+    tensorboard = trackers.add_parser(
+        "tensorboard",
+        help="per run, the geometry along training and the figures, as TensorBoard events",
+    )
+    tensorboard.add_argument("results", help="the results directory")
+    tensorboard.add_argument(
+        "--logdir", required=True, help="receives one folder per run (tensorboard --logdir DIR)"
+    )
+    tensorboard.set_defaults(func=commands.cmd_export_tensorboard)
+    mlflow = trackers.add_parser(
+        "mlflow", help="one MLflow run per run: config, geometry along training, tables, figures"
+    )
+    mlflow.add_argument("results", help="the results directory")
+    mlflow.add_argument(
+        "--tracking-uri", required=True, help="the MLflow server (http://...) or store"
+    )
+    mlflow.add_argument("--experiment", required=True, help="the MLflow experiment, made if new")
+    mlflow.add_argument(
+        "--record", help="a JSON file to write: run name -> MLflow run id (the workflow's output)"
+    )
+    mlflow.set_defaults(func=commands.cmd_export_mlflow)
 
 
 def _analysis(stages, name: str, help: str, out: str) -> argparse.ArgumentParser:

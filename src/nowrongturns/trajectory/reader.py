@@ -27,6 +27,25 @@ from nowrongturns.trajectory.format import (
 )
 
 
+def stored_config(attrs) -> dict:
+    """The run config of a trajectory's root attributes, every key filled."""
+    config = json.loads(attrs["config"])
+    if attrs.get("format_version") == 1:
+        config = {**VERSION_1_DEFAULTS, **config}
+    return config
+
+
+def read_config(path) -> dict:
+    """The run config a trajectory holds, from its attributes alone: no dataset is read."""
+    try:
+        with h5py.File(path, "r") as file:
+            if file.attrs.get("format") != FORMAT:
+                raise TrajectoryError(f"{path}: not a {FORMAT} file")
+            return stored_config(file.attrs)
+    except OSError as error:
+        raise TrajectoryError(f"{path}: cannot open as HDF5 ({error})") from error
+
+
 class TrajectoryReader:
     """Read-only access to a complete trajectory; each checkpoint row is read on demand."""
 
@@ -66,9 +85,8 @@ class TrajectoryReader:
         if require_complete and status != "complete":
             raise TrajectoryError(f"{self.path}: status is {status!r}, not 'complete'")
         try:
-            config = json.loads(self._attribute("config", str))
-            if self.format_version == 1:
-                config = {**VERSION_1_DEFAULTS, **config}
+            self._attribute("config", str)  # there, and a string
+            config = stored_config(attrs)
             self.config = validate_run(config, what=f"{self.path}: attribute config")
         except (ValueError, TypeError) as error:  # JSON's errors, ConfigError
             if isinstance(error, ConfigError):
@@ -126,6 +144,12 @@ class TrajectoryReader:
                 f"{self.path}: checkpoint {index} (step {step}) /checkpoints/{name} "
                 f"is unreadable or corrupted ({error})"
             ) from error
+
+    def layout(self, group: str) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of each tensor of `group` ("params" or "buffers"), in the order the
+        flat vectors of a checkpoint hold them."""
+        names = self.file[group]["names"].asstr()[:]
+        return [(name, tuple(shape)) for name, shape in zip(names, self.file[group]["shapes"])]
 
     def weights(self, index: int) -> np.ndarray:
         return self._row("weights", index)
