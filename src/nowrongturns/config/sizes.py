@@ -59,23 +59,23 @@ class TaskFacts:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def imagenet_train_images(run: dict) -> int | None:
-    """The training images under `data_dir`/train/<class>/, counted by listing (none opened),
-    as ImageFolder finds them; None where that folder is absent."""
+def imagenet_train_images(run: dict) -> tuple[int, int] | None:
+    """(classes, training images) under `data_dir`/train/<class>/, counted by listing (none
+    opened), as ImageFolder finds them; None where that folder is absent."""
     if not run.get("data_dir"):
         return None
     return _images_in_class_folders(Path(run["data_dir"]).expanduser() / "train")
 
 
 @functools.cache
-def _images_in_class_folders(root: Path) -> int | None:
+def _images_in_class_folders(root: Path) -> tuple[int, int] | None:
     """Files with an image's name in the class folders of `root`, walked as ImageFolder walks
     them (os.walk reads each directory's entries once, without a stat per file: a second or
     so for ImageNet's 1.28 M); once per process, as every run of a config asks."""
     if not root.is_dir():
         return None
     folders = [entry.path for entry in os.scandir(root) if entry.is_dir()]
-    return sum(
+    return len(folders), sum(
         name.lower().endswith(IMAGE_EXTENSIONS)
         for folder in folders
         for _, _, names in os.walk(folder, followlinks=True)
@@ -137,8 +137,9 @@ def task_facts(run: dict) -> TaskFacts:
         )
     if task == "imagenet":
         present = imagenet_train_images(run)
-        if present is not None:
-            return TaskFacts("classification", 1000, (3, 224, 224), present, True, "data_dir")
+        if present is not None:  # ImageFolder's classes: every class folder
+            classes, images = present
+            return TaskFacts("classification", classes, (3, 224, 224), images, True, "data_dir")
         official = TRAIN_EXAMPLES[task]
         return TaskFacts("classification", 1000, (3, 224, 224), official, False, "official size")
     if task == "wikitext2":
