@@ -151,4 +151,6 @@ def test_the_command_says_the_error_in_one_line(tmp_path, states):
     out = tmp_path / "trajectory.h5"
     result = nwt_import(tmp_path / "*.pt", "--run", json.dumps(RUN), "--out", out)
     assert result.returncode == 1 and not out.exists() and not (tmp_path / "code-ran").exists()
-    assert result.stderr.startswith(f"nwt import: error: {bad}: refused by torch.load")
+    error = after_versions(result.stderr)
+    assert error.startswith(f"nwt import: error: {bad}: refused by torch.load")
+    assert error.count("\n") == 1

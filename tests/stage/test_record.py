@@ -104,23 +104,24 @@ def test_a_run_without_model_or_task_is_refused():
 
 
 def test_the_recorded_weights_are_the_models(tmp_path):
-    model = torch.nn.Linear(3, 2)
+    model = build_model(RUN, load_task(RUN))  # the model the run names: the reader checks it
     with nowrongturns.Recorder(tmp_path / "t.h5", model, run=RUN | {"batch_size": 4}) as recorder:
         for _ in range(3):
             with torch.no_grad():
-                model.weight.add_(1.0)
+                for parameter in model.parameters():
+                    parameter.add_(1.0)
             recorder.step()
     with TrajectoryReader(tmp_path / "t.h5") as traj:
         assert traj.step_columns == ("step",) and not traj.optimizer_recorded
         assert np.isnan(traj.steps("loss")).all()
-        last = torch.cat([model.weight.reshape(-1), model.bias]).detach().numpy()
+        last = torch.cat([p.reshape(-1) for p in model.parameters()]).detach().numpy()
         np.testing.assert_array_equal(traj.weights(-1), last)
         assert list(traj.checkpoint_steps) == [0, 1, 2, 3]
 
 
 def test_steps_past_the_first_buffers_are_kept(tmp_path):
     """The device buffers start at 1024 steps and grow: nothing before or after is lost."""
-    model = torch.nn.Linear(3, 2)
+    model = build_model(RUN, load_task(RUN))
     run = RUN | {"batch_size": 2}
     with nowrongturns.Recorder(tmp_path / "t.h5", model, run=run, checkpoint={"every": 700}) as rec:
         for step in range(1500):

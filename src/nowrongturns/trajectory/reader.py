@@ -109,7 +109,12 @@ class TrajectoryReader:
         self.step_columns = tuple(str(c) for c in attrs.get("step_columns", ALL_STEP_COLUMNS))
         self.param_count = self._attribute("param_count", np.integer)
         self.checkpoint_steps = check_claims(
-            self.file, self.path, self.param_count, self.config, self.format_version
+            self.file,
+            self.path,
+            self.param_count,
+            self.config,
+            self.format_version,
+            self.step_columns,
         )
         self.total_steps = int(self.checkpoint_steps[-1])
 
