@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.cli import after_versions
 from safetensors.torch import save_file
 
 from nowrongturns.models import build_model
