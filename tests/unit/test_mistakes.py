@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers.runs import REPO, SCHEMA, TINY_BASE
+from helpers.runs import one_line_error as command_error
 from helpers.workflow import Workflow
 
 from nowrongturns.config import ConfigError, load_schema, validate_config
@@ -33,8 +34,7 @@ def nwt(*args, cwd=None) -> subprocess.CompletedProcess:
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     """The error of a command that failed on bad input: one line, no traceback."""
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
+    return command_error(result.stderr)
 
 
 def test_paper_preset_placeholder_data_dir_is_refused_by_a_dry_run_naming_key_and_path(tmp_path):

@@ -80,9 +80,12 @@ def dataset(file: h5py.File, path: Path, name: str, kind: str, ndim: int) -> h5p
 _KIND_NAMES = {"f": "floats", "i": "integers", "u": "bytes"}
 
 
-def check_claims(file: h5py.File, path: Path, param_count: int, config: dict, version: int):
-    """Every dataset the stages read, against each other and the run's config; returns the
-    checkpoint steps, read once their size is known to be real."""
+def check_claims(
+    file: h5py.File, path: Path, param_count: int, config: dict, version: int, step_columns
+):
+    """Every dataset the stages read (of the per-step ones, those the file says it holds),
+    against each other and the run's config; returns the checkpoint steps, read once their
+    size is known to be real."""
     steps = dataset(file, path, "checkpoints/step", "i", 1)
     count = steps.shape[0]
     if count == 0:
@@ -109,11 +112,11 @@ def check_claims(file: h5py.File, path: Path, param_count: int, config: dict, ve
             f"{width} values"
         )
     _check_parameter_shapes(file, path, param_count)
-    step_count = _check_step_columns(file, path, version, config)
+    step_count = _check_step_columns(file, path, version, config, step_columns)
     checkpoint_steps = steps[:]
     if (np.diff(checkpoint_steps) <= 0).any() or checkpoint_steps[0] < 0:
         raise TrajectoryError(f"{path}: /checkpoints/step is not increasing from 0 or more")
-    if checkpoint_steps[-1] > step_count:
+    if step_count is not None and checkpoint_steps[-1] > step_count:
         raise TrajectoryError(
             f"{path}: /checkpoints/step reaches step {checkpoint_steps[-1]}, past the "
             f"{step_count} rows of /steps"
@@ -138,26 +141,35 @@ def _check_parameter_shapes(file: h5py.File, path: Path, param_count: int) -> No
         )
 
 
-def _check_step_columns(file: h5py.File, path: Path, version: int, config: dict) -> int:
-    """The number of /steps rows, the same in every column."""
-    columns = [name for name in STEP_COLUMNS if version > 1 or name != "clip_factor"]
+def _check_step_columns(
+    file: h5py.File, path: Path, version: int, config: dict, step_columns
+) -> int | None:
+    """The number of /steps rows, the same in every column the file holds (None where it holds
+    none: imported checkpoints)."""
+    columns = [
+        name
+        for name in STEP_COLUMNS
+        if name in step_columns and (version > 1 or name != "clip_factor")
+    ]
     lengths = {
         name: dataset(file, path, f"steps/{name}", np.dtype(STEP_COLUMNS[name]).kind, 1).shape[0]
         for name in columns
     }
-    indices = dataset(file, path, "steps/batch_indices", "i", 2)
-    lengths["batch_indices"] = indices.shape[0]
+    if "batch_indices" in step_columns:
+        indices = dataset(file, path, "steps/batch_indices", "i", 2)
+        lengths["batch_indices"] = indices.shape[0]
+        batch = config.get("batch_size")
+        if isinstance(batch, int) and indices.shape[1] != batch:
+            raise TrajectoryError(
+                f"{path}: /steps/batch_indices rows hold {indices.shape[1]} examples, but the "
+                f"config's batch_size is {batch}"
+            )
     if len(set(lengths.values())) > 1:
         raise TrajectoryError(f"{path}: the /steps columns differ in length ({lengths})")
-    if isinstance(config.get("batch_size"), int) and indices.shape[1] != config["batch_size"]:
-        raise TrajectoryError(
-            f"{path}: /steps/batch_indices rows hold {indices.shape[1]} examples, but the "
-            f"config's batch_size is {config['batch_size']}"
-        )
-    return lengths["step"]
+    return next(iter(lengths.values()), None)
 
 
-def _check_against_config(path: Path, config: dict, param_count: int, step_count: int) -> None:
+def _check_against_config(path: Path, config: dict, param_count: int, step_count) -> None:
     """Where the run's task is counted exactly without its data (embedded, synthetic), the
     file's parameters and steps against those of the model and training its config names."""
     if config.get("model") not in sizes.MODELS:
@@ -169,13 +181,15 @@ def _check_against_config(path: Path, config: dict, param_count: int, step_count
         params = sizes.state_sizes(config, facts)[0]
         planned = sizes.planned_trajectory(config)["steps"]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        raise TrajectoryError(f"{path}: attribute config does not describe a run") from None
+        # A recorded or imported loop's config says only what its loop knew (a trained one's
+        # was checked against the schema): its file is then held to its own shapes alone.
+        return
     if param_count != params:
         raise TrajectoryError(
             f"{path}: attribute param_count = {param_count}, but the model its config names "
             f"({config['model']} on {config['task']}) has {params} parameters"
         )
-    if step_count > planned:
+    if step_count is not None and step_count > planned:
         raise TrajectoryError(
             f"{path}: /steps holds {step_count} steps, more than the {planned} its config trains"
         )
