@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nowrongturns.config import sizes
+from nowrongturns.config import LOCAL_TASKS, sizes
 from nowrongturns.trajectory.format import STEP_COLUMNS, TrajectoryError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -176,8 +176,8 @@ def _check_against_config(path: Path, config: dict, param_count: int, step_count
         return  # a model of the user's own: known only by building it
     try:
         facts = sizes.task_facts(config)
-        if not facts.exact:
-            return  # classes and examples of a local dataset are known only from its files
+        if config["task"] in LOCAL_TASKS or not facts.exact:
+            return  # a local dataset's classes (and examples) are known only from its files
         params = sizes.state_sizes(config, facts)[0]
         planned = sizes.planned_trajectory(config)["steps"]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
