@@ -206,6 +206,40 @@ def read_wikitext(path: Path, out: Path) -> None:
     )
 
 
+# Checkpoints to import (`nwt import`): two of a digits MLP, the second mutated.
+IMPORTED_RUN = {"task": "digits", "model": "mlp", "width": 4, "depth": 1, "batch_size": 32}
+
+
+def make_checkpoints(suffix: str):
+    def make(folder: Path, run: Path) -> Path:
+        import torch
+        from safetensors.torch import save_file
+
+        from nowrongturns.models import build_model
+        from nowrongturns.tasks.load import load_task
+
+        torch.manual_seed(0)
+        model = build_model(IMPORTED_RUN, load_task(IMPORTED_RUN))
+        for step in (0, 5):
+            state = {name: value.clone() + step for name, value in model.state_dict().items()}
+            path = folder / f"step_{step}{suffix}"
+            save_file(state, path) if suffix == ".safetensors" else torch.save(state, path)
+        return path
+
+    return make
+
+
+def import_checkpoints(path: Path, out: Path) -> None:
+    nwt(
+        "import",
+        path.parent / f"*{path.suffix}",
+        "--run",
+        json.dumps(IMPORTED_RUN),
+        "--out",
+        out / "trajectory.h5",
+    )
+
+
 def bytes_only(path: Path):
     return fuzzing.byte_edits()
 
@@ -236,6 +270,12 @@ READERS = {
     "ImageFolder JPEG (train job)": Reader(make_imagenet, bytes_only, read_imagenet, 80),
     "Vaihingen TIFF (train job)": Reader(make_vaihingen, bytes_only, read_vaihingen, 60),
     "WikiText tokens (train job)": Reader(make_wikitext, bytes_only, read_wikitext, 150),
+    "checkpoint .pt (nwt import)": Reader(
+        make_checkpoints(".pt"), bytes_only, import_checkpoints, 60
+    ),
+    "checkpoint .safetensors (nwt import)": Reader(
+        make_checkpoints(".safetensors"), bytes_only, import_checkpoints, 60
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,12 @@ def assert_rows_are_the_steps_taken(table, trajectory: Path, source: str) -> Non
         assert row["dot"] == pytest.approx(direction @ to_final, rel=1e-5), step
         checked += 1
     assert checked >= 3
+
+
+def one_line_error(stderr: str) -> str:
+    """The error line of an `nwt` command that stopped on bad input: no traceback, and nothing
+    beside the line of versions every command starts with but that one line."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if not re.match(r"nwt \S+: nowrongturns ", line)]
+    assert len(lines) == 1 and ": error: " in lines[0], stderr
+    return lines[0]

@@ -18,10 +18,7 @@ from nowrongturns.optim.state import state_vector
 RECORDED_DEFAULTS = {
     "seed": 0,
     "optimizer": "sgd",
-    # No optimizer given, no lr to know: the run's lr must be positive to be a run; nothing
-    # reads it (no optimizer state: no `update` source), and the steps' lr column, where given,
-    # is what the loop used.
-    "lr": 1.0,
+    "lr": 0.0,
     "weight_decay": 0.0,
     "clip_grad_norm": None,
     "augment": "none",

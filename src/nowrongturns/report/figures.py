@@ -33,7 +33,7 @@ from nowrongturns.report.style import (
     set_style,
     three_panels,
 )
-from nowrongturns.tables import GEOMETRY_COLUMNS, read_json, read_parquet
+from nowrongturns.tables import GEOMETRY_COLUMNS, TableError, read_json, read_parquet
 
 # The step replayed from the stored state matches the train-batch gradient to float32 rounding.
 FLOAT32_REPLAY = 1e-4
@@ -287,6 +287,12 @@ def draw_run_figures(run_dir: str, out_dir: str, names: list[str], fmt: str = "p
         for file in files:
             if file not in tables:
                 tables[file] = read_table(Path(run_dir) / file)
-        figure = function(*(tables[file] for file in files), run)
+        try:
+            figure = function(*(tables[file] for file in files), run)
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            # Tables that read, but whose values no figure can be drawn from (no row of a
+            # known source, text where numbers were): named, as any other bad input.
+            where = ", ".join(str(Path(run_dir) / file) for file in files)
+            raise TableError(f"{where}: no {name} figure can be drawn ({error!r})") from None
         paths.append(save_figure(figure, Path(out_dir) / f"{name}.{fmt}", fmt))
     return paths

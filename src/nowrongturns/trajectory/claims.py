@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from nowrongturns.config import sizes
+from nowrongturns.config import LOCAL_TASKS, sizes
 from nowrongturns.trajectory.format import STEP_COLUMNS, TrajectoryError
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -81,16 +81,11 @@ _KIND_NAMES = {"f": "floats", "i": "integers", "u": "bytes"}
 
 
 def check_claims(
-    file: h5py.File,
-    path: Path,
-    param_count: int,
-    config: dict,
-    version: int,
-    step_columns: tuple[str, ...],
+    file: h5py.File, path: Path, param_count: int, config: dict, version: int, step_columns
 ):
-    """Every dataset the stages read, against each other and the run's config; returns the
-    checkpoint steps, read once their size is known to be real. `step_columns`: the per-step
-    columns the file holds (a recorded trajectory those it was given, an imported one none)."""
+    """Every dataset the stages read (of the per-step ones, those the file says it holds),
+    against each other and the run's config; returns the checkpoint steps, read once their
+    size is known to be real."""
     steps = dataset(file, path, "checkpoints/step", "i", 1)
     count = steps.shape[0]
     if count == 0:
@@ -147,45 +142,48 @@ def _check_parameter_shapes(file: h5py.File, path: Path, param_count: int) -> No
 
 
 def _check_step_columns(
-    file: h5py.File, path: Path, version: int, config: dict, held: tuple[str, ...]
+    file: h5py.File, path: Path, version: int, config: dict, step_columns
 ) -> int | None:
-    """The number of /steps rows, the same in every column the file holds (None: it holds
-    none, as imported checkpoints)."""
+    """The number of /steps rows, the same in every column the file holds (None where it holds
+    none: imported checkpoints)."""
     columns = [
-        name for name in STEP_COLUMNS if name in held and (version > 1 or name != "clip_factor")
+        name
+        for name in STEP_COLUMNS
+        if name in step_columns and (version > 1 or name != "clip_factor")
     ]
     lengths = {
         name: dataset(file, path, f"steps/{name}", np.dtype(STEP_COLUMNS[name]).kind, 1).shape[0]
         for name in columns
     }
-    if "batch_indices" in held:
+    if "batch_indices" in step_columns:
         indices = dataset(file, path, "steps/batch_indices", "i", 2)
         lengths["batch_indices"] = indices.shape[0]
-        if isinstance(config.get("batch_size"), int) and indices.shape[1] != config["batch_size"]:
+        batch = config.get("batch_size")
+        if isinstance(batch, int) and indices.shape[1] != batch:
             raise TrajectoryError(
                 f"{path}: /steps/batch_indices rows hold {indices.shape[1]} examples, but the "
-                f"config's batch_size is {config['batch_size']}"
+                f"config's batch_size is {batch}"
             )
     if len(set(lengths.values())) > 1:
         raise TrajectoryError(f"{path}: the /steps columns differ in length ({lengths})")
     return next(iter(lengths.values()), None)
 
 
-def _check_against_config(
-    path: Path, config: dict, param_count: int, step_count: int | None
-) -> None:
+def _check_against_config(path: Path, config: dict, param_count: int, step_count) -> None:
     """Where the run's task is counted exactly without its data (embedded, synthetic), the
     file's parameters and steps against those of the model and training its config names."""
     if config.get("model") not in sizes.MODELS:
         return  # a model of the user's own: known only by building it
     try:
         facts = sizes.task_facts(config)
-        if not facts.exact:
-            return  # classes and examples of a local dataset are known only from its files
+        if config["task"] in LOCAL_TASKS or not facts.exact:
+            return  # a local dataset's classes (and examples) are known only from its files
         params = sizes.state_sizes(config, facts)[0]
         planned = sizes.planned_trajectory(config)["steps"]
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        raise TrajectoryError(f"{path}: attribute config does not describe a run") from None
+        # A recorded or imported loop's config says only what its loop knew (a trained one's
+        # was checked against the schema): its file is then held to its own shapes alone.
+        return
     if param_count != params:
         raise TrajectoryError(
             f"{path}: attribute param_count = {param_count}, but the model its config names "

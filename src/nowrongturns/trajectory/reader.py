@@ -62,8 +62,9 @@ class TrajectoryReader:
             self.file.close()
             if isinstance(error, TrajectoryError):
                 raise
-            if isinstance(error, OSError | KeyError):  # HDF5's metadata itself unreadable
-                raise TrajectoryError(f"{self.path}: corrupted HDF5 metadata ({error})") from None
+            if isinstance(error, OSError | KeyError | TypeError | ValueError):
+                # HDF5's metadata unreadable, or an attribute of no usable kind
+                raise TrajectoryError(f"{self.path}: corrupted or malformed ({error})") from None
             raise
 
     def _read_header(self, require_complete: bool) -> None:
@@ -84,10 +85,18 @@ class TrajectoryReader:
             )
         if require_complete and status != "complete":
             raise TrajectoryError(f"{self.path}: status is {status!r}, not 'complete'")
+        self.origin = str(attrs.get("origin", "trained"))
         try:
             self._attribute("config", str)  # there, and a string
             config = stored_config(attrs)
-            self.config = validate_run(config, what=f"{self.path}: attribute config")
+            # The train stage's runs are the schema's; a recorded or imported trajectory's
+            # config describes a loop of the user's, with what of a run it could know (lr 0
+            # where its loop had no schedule).
+            if self.origin == "trained":
+                config = validate_run(config, what=f"{self.path}: attribute config")
+            elif not isinstance(config, dict):
+                raise TypeError(f"a {type(config).__name__}")
+            self.config = config
         except (ValueError, TypeError) as error:  # JSON's errors, ConfigError
             if isinstance(error, ConfigError):
                 raise TrajectoryError(str(error).replace("\n ", "")) from None
@@ -105,7 +114,6 @@ class TrajectoryReader:
         # Version 3 says what made the file and which per-step columns it holds; earlier
         # versions were all trained by the train stage, with every column (clip_factor read as
         # 1 in version 1).
-        self.origin = str(attrs.get("origin", "trained"))
         self.step_columns = tuple(str(c) for c in attrs.get("step_columns", ALL_STEP_COLUMNS))
         self.param_count = self._attribute("param_count", np.integer)
         self.checkpoint_steps = check_claims(
