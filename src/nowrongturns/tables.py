@@ -17,7 +17,7 @@ import pandas as pd
 GEOMETRY_COLUMNS = {
     "run": "string",
     "step": "integer",
-    "epoch": "integer",
+    "epoch": "number",  # NaN where a recorded or imported trajectory holds no epochs
     "progress": "number",
     "source": "string",
     "sample": "integer",

@@ -21,14 +21,15 @@ DENSE_RUN = {
 }
 
 
-def _with_broken_run(missing_data: str) -> dict:
+def _with_broken_run(empty_data: str) -> dict:
     """DENSE_RUN, its 3 measured checkpoints measured in 2 jobs (0-1, 2-2), and a run whose data
-    directory does not exist: its train job fails on the node."""
+    directory has its layout's files but empty (a missing one is refused before any job): its
+    train job fails on the node."""
     return {
         **DENSE_RUN,
         "measure": {**DENSE_RUN["measure"], "job_checkpoints": 2},
         "runs": {"broken": {"task": "cifar10", "model": "resnet"}},
-        "data": {"cifar10": missing_data},
+        "data": {"cifar10": empty_data},
     }
 
 
@@ -77,7 +78,7 @@ def _slurm_log(flow: Workflow, comment: str, job_id: str):
 def cluster_run(slurm_cluster, tmp_path_factory):
     """The workflow run once on the cluster: (workflow, snakemake's result, its Slurm jobs)."""
     root = tmp_path_factory.mktemp("cluster")
-    flow = Workflow(root, _with_broken_run(str(root / "missing")))
+    flow = Workflow(root, _with_broken_run(first_files_of_every_layout(root / "data")["cifar10"]))
     result = flow.snakemake(*ON_SLURM, check=False, cores=None, timeout=CLUSTER_RUN_SECONDS)
     return flow, result, slurm_cluster.jobs(_slurm_run_id(result.stderr))
 
@@ -200,5 +201,5 @@ def test_a_failed_slurm_job_is_reported_failed_and_the_others_go_on(cluster_run)
     assert "Error in rule train" in result.stderr
     assert _slurm_log(flow, job.comment, job.job_id).exists()
     log = (flow.root / "results/logs/train/broken.log").read_text()
-    assert "missing is not a directory" in log
+    assert "data_batch_1" in log
     assert (flow.root / "results/figures/base/schedule.png").exists()  # keep-going

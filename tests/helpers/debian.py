@@ -30,7 +30,9 @@ def ensure_debian_packages(packages: dict[str, str]) -> None:
             raise RuntimeError("installing needs root and apt-get")
         _apt_update()
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            # Two session fixtures may install at once (Slurm, the browser): wait for dpkg's lock.
+            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"]
+            + ["--no-install-recommends", *missing],
             check=True,
             capture_output=True,
             timeout=900,

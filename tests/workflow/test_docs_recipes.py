@@ -12,6 +12,7 @@ import sys
 import h5py
 import pandas as pd
 import pytest
+from helpers.datasets import first_files_of_every_layout
 from helpers.runs import REPO, TINY_BASE
 from helpers.workflow import Workflow
 
@@ -94,6 +95,9 @@ def test_more_samples_on_an_existing_trajectory_without_retraining(workflow):
 
 
 def test_a_preset_s_dry_run_on_slurm(workflow):
+    # the reader's copy of CIFAR-10 where the recipe says: its layout's first files
+    cifar10 = first_files_of_every_layout(workflow.root / "stub")["cifar10"]
+    shutil.copytree(cifar10, workflow.root / "data/cifar10")
     printed = run_recipe(workflow, "A preset's dry run on Slurm")
     assert "rule train:" in printed and "slurm_partition" in printed
     assert "runs/base/trajectory.h5" in printed and "runs/opt-adam/" in printed

@@ -286,7 +286,8 @@ def _run_problems(run: dict, config: dict) -> list[tuple[str, str]]:
         problems.append(("batch_size", why))
     measure = config["measure"]
     chunk = measure["full_batch_chunk"]
-    chunk = batch // shards if chunk == "batch" else chunk
+    # (a batch smaller than its shards is refused above; one example a chunk here)
+    chunk = max(1, batch // shards) if chunk == "batch" else chunk
     last_chunk = facts.train_examples % chunk
     if pixels == 1 and measure["full_batch"] and facts.exact and last_chunk == 1:
         why = (
