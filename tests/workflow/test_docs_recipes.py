@@ -103,7 +103,10 @@ def test_a_preset_s_dry_run_on_slurm(workflow):
     assert "runs/base/trajectory.h5" in printed and "runs/opt-adam/" in printed
     # the preset alone: nothing of the directory's config.yaml (its measure.samples is 2)
     assert "--samples 8 " in printed and "--samples 2 " not in printed
-    assert re.search(r"^base\s+40000\s+29640\s+200\b", printed, flags=re.MULTILINE)
+    # examples (the official size: the stub holds no images), shards, steps, checkpoints
+    assert re.search(
+        r"^base\s+40000\s+official size\s+2\s+29640\s+200\b", printed, flags=re.MULTILINE
+    )
 
 
 def test_the_geometry_table_in_pandas(workflow):
