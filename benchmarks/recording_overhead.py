@@ -8,10 +8,12 @@ Both sides train the same model on the same minibatches with the same optimizer 
 "without" is the bare loop (forward, backward, step). "With" is `nwt train` writing the
 trajectory at the default cadence (the train stage), or the same bare loop with the public
 recorder told each step's loss and minibatch indices, checkpointing at the same cadence (a
-user's loop). Each side runs `--repeats` times, interleaved. Printed: the ratio of the best wall
-times, the median ratio of the interleaved pairs, and the same for CPU time (all threads of the
-process, so the background checkpoint writes count in full). This machine is a shared VM:
-single timings wander by +-10 %, hence the repeats.
+user's loop). Each side runs `--repeats` times, the pairs in alternating order. Printed: the
+ratio of the best wall times, the median ratio of the pairs, and the same for CPU time (all
+threads of the process, so the background checkpoint writes count in full); beside them, the
+same ratios of a third, control run of the bare loop against the bare loop, which show how far
+this machine's noise alone moves them. The CI-class VM is shared: single timings of one run
+wander by 10 to 30 %, hence 21 pairs.
 """
 
 import argparse
@@ -65,7 +67,11 @@ def bare_training(run: dict, recorded_to: Path | None = None) -> None:
     recorder = None
     if recorded_to is not None:
         recorder = nowrongturns.Recorder(
-            recorded_to, model, optimizer, run=run, checkpoint=run["checkpoint"]
+            recorded_to,
+            model,
+            optimizer,
+            run=run,
+            checkpoint={key: run["checkpoint"][key] for key in ("dense_first", "every")},
         )
     for step, indices in minibatches(
         run["seed"], task.train_size, run["batch_size"], 0, total_steps
@@ -93,14 +99,14 @@ def ratios(recorded: list[float], bare: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--threads", type=int, default=1, help="as the workflow's default")
     parser.add_argument(
         "--cases", default="", help="only the cases whose name contains this (digits, resnet)"
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), best of {args.repeats}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.repeats} pairs")
     for name, (recording, changes) in CASES.items():
         if args.cases not in name:
             continue
@@ -108,21 +114,32 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "trajectory.h5"
             load_task(run)  # the data loads once, outside the timings (both sides load it)
-            recorded, bare = [], []
-            for _ in range(args.repeats):
+
+            def with_recording():
                 out.unlink(missing_ok=True)
                 if recording == "train":
-                    recorded.append(timed(train, run, out, "cpu"))
+                    train(run, out, "cpu")
                 else:
-                    recorded.append(timed(bare_training, run, out))
-                bare.append(timed(bare_training, run))
+                    bare_training(run, out)
+
+            with_recording()  # warm: the first run of a process pays for lazy imports
+            recorded, bare, control = [], [], []
+            for repeat in range(args.repeats):
+                # Pairs in alternating order (ABBA...), so a drift of the machine's speed
+                # within a pair favours neither side; the control pairs the bare loop with
+                # itself: its ratio is this machine's noise floor.
+                sides = [(recorded, with_recording), (bare, lambda: bare_training(run))]
+                for times, function in sides[:: 1 if repeat % 2 == 0 else -1]:
+                    times.append(timed(function))
+                control.append(timed(bare_training, run))
         for clock, column in (("wall", 0), ("cpu", 1)):
-            with_recording = [times[column] for times in recorded]
+            with_recording_times = [times[column] for times in recorded]
             without = [times[column] for times in bare]
             print(
-                f"{name}, {clock} time: with recording {min(with_recording):.2f} s, "
+                f"{name}, {clock} time: with recording {min(with_recording_times):.2f} s, "
                 f"without {min(without):.2f} s; with / without: "
-                f"{ratios(with_recording, without)}"
+                f"{ratios(with_recording_times, without)}; the bare loop against itself: "
+                f"{ratios([times[column] for times in control], without)}"
             )
 
 

@@ -17,12 +17,15 @@ def is_disk_full(error: Exception) -> bool:
     return getattr(error, "errno", None) == errno.ENOSPC or "errno = 28" in str(error)
 
 
-def new_chunk_bytes(dataset: h5py.Dataset, rows: int) -> int:
-    """Bytes of the chunks that appending `rows` rows to a dataset allocates (and fletcher32's
-    4 per chunk)."""
-    chunk_rows, start = dataset.chunks[0], dataset.shape[0]
-    chunks = -(-(start + rows) // chunk_rows) - -(-start // chunk_rows)
-    return chunks * (math.prod(dataset.chunks) * dataset.dtype.itemsize + 4)
+def chunk_geometry(dataset: h5py.Dataset) -> tuple[int, int]:
+    """(rows per chunk, bytes per chunk with fletcher32's 4) of a dataset grown along axis 0."""
+    return dataset.chunks[0], math.prod(dataset.chunks) * dataset.dtype.itemsize + 4
+
+
+def new_chunk_bytes(geometry: tuple[int, int], start: int, rows: int) -> int:
+    """Bytes of the chunks that appending `rows` rows after row `start` allocates."""
+    chunk_rows, chunk_bytes = geometry
+    return (-(-(start + rows) // chunk_rows) - -(-start // chunk_rows)) * chunk_bytes
 
 
 def whole_checkpoints(file: h5py.File) -> int:
