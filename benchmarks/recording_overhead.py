@@ -97,6 +97,31 @@ def ratios(recorded: list[float], bare: list[float]) -> str:
     return f"best {min(recorded) / min(bare):.3f}, median of pairs {paired:.3f}"
 
 
+def timed_pairs(recording: str, run: dict, repeats: int) -> tuple[list, list, list]:
+    """(with recording, without, control) timings of `repeats` pairs in alternating order
+    (ABBA...), so that a drift of the machine's speed within a pair favours neither side; the
+    control times the bare loop again, against itself: this machine's noise floor."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "trajectory.h5"
+        load_task(run)  # the data loads once, outside the timings (both sides load it)
+
+        def with_recording():
+            out.unlink(missing_ok=True)
+            if recording == "train":
+                train(run, out, "cpu")
+            else:
+                bare_training(run, out)
+
+        with_recording()  # warm: the first run of a process pays for lazy imports
+        recorded, bare, control = [], [], []
+        for repeat in range(repeats):
+            sides = [(recorded, with_recording), (bare, lambda: bare_training(run))]
+            for times, function in sides[:: 1 if repeat % 2 == 0 else -1]:
+                times.append(timed(function))
+            control.append(timed(bare_training, run))
+    return recorded, bare, control
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=21)
@@ -111,34 +136,14 @@ def main() -> None:
         if args.cases not in name:
             continue
         run = expand_runs(validate_config({"base": changes}, SCHEMA))["base"]
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "trajectory.h5"
-            load_task(run)  # the data loads once, outside the timings (both sides load it)
-
-            def with_recording():
-                out.unlink(missing_ok=True)
-                if recording == "train":
-                    train(run, out, "cpu")
-                else:
-                    bare_training(run, out)
-
-            with_recording()  # warm: the first run of a process pays for lazy imports
-            recorded, bare, control = [], [], []
-            for repeat in range(args.repeats):
-                # Pairs in alternating order (ABBA...), so a drift of the machine's speed
-                # within a pair favours neither side; the control pairs the bare loop with
-                # itself: its ratio is this machine's noise floor.
-                sides = [(recorded, with_recording), (bare, lambda: bare_training(run))]
-                for times, function in sides[:: 1 if repeat % 2 == 0 else -1]:
-                    times.append(timed(function))
-                control.append(timed(bare_training, run))
+        recorded, bare, control = timed_pairs(recording, run, args.repeats)
         for clock, column in (("wall", 0), ("cpu", 1)):
-            with_recording_times = [times[column] for times in recorded]
+            with_recording = [times[column] for times in recorded]
             without = [times[column] for times in bare]
             print(
-                f"{name}, {clock} time: with recording {min(with_recording_times):.2f} s, "
+                f"{name}, {clock} time: with recording {min(with_recording):.2f} s, "
                 f"without {min(without):.2f} s; with / without: "
-                f"{ratios(with_recording_times, without)}; the bare loop against itself: "
+                f"{ratios(with_recording, without)}; the bare loop against itself: "
                 f"{ratios([times[column] for times in control], without)}"
             )
 
