@@ -113,7 +113,10 @@ def mlflow_server(tmp_path):
     command += ["--backend-store-uri", f"sqlite:///{store / 'store.db'}"]
     command += ["--artifacts-destination", str(store / "artifacts")]
     log = (store / "server.log").open("w")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as export_time.py
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

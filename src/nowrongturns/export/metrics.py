@@ -60,6 +60,14 @@ def training_metrics(steps: pd.DataFrame) -> pd.DataFrame:
     return _long(steps[["loss", "lr"]], "train/{column}")
 
 
+def _without_metadata(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without its metadata (`attrs`), which pandas deep-copies into the result of
+    every operation: two thirds of an export's own time on the default results."""
+    bare = table.copy(deep=False)
+    bare.attrs = {}
+    return bare
+
+
 def run_metrics(run) -> pd.DataFrame:
     """Every scalar of a run (a results.Run) that its files hold, as (name, step, value) rows:
     a run retrained in the closed loop has its training curves alone."""
@@ -67,9 +75,9 @@ def run_metrics(run) -> pd.DataFrame:
     if (run.folder / "trajectory.h5").is_file():
         parts.append(training_metrics(run.trajectory.steps(["loss", "lr"])))
     if "geometry" in run.tables:
-        parts.append(geometry_metrics(run.geometry))
+        parts.append(geometry_metrics(_without_metadata(run.geometry)))
     if "schedule" in run.tables:
-        parts.append(schedule_metrics(run.schedule))
+        parts.append(schedule_metrics(_without_metadata(run.schedule)))
     if not parts:
         return pd.DataFrame({"name": [], "step": [], "value": []})
     metrics = pd.concat(parts, ignore_index=True)
