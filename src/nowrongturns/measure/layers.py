@@ -66,6 +66,7 @@ class Layers:
         named = list(model.named_parameters())
         self.names = [name for name, _ in named]
         self.sizes = [param.numel() for _, param in named]
+        self.lengths: dict[torch.device, torch.Tensor] = {}  # self.sizes on each device used
         invariant = (
             set(scale_invariant_weights(model, example_inputs))
             if example_inputs is not None
@@ -82,19 +83,24 @@ class Layers:
     def has_invariant(self) -> bool:
         return bool(self.invariant)
 
-    def _parts(self, vector: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.split(vector, self.sizes)
+    def _sums(self, products: torch.Tensor) -> torch.Tensor:
+        """[rows, L]: each row of `products` ([rows, d]) summed over each layer's span, in one
+        op (a dot product per layer would cost one op each, which a deep model feels)."""
+        lengths = self.lengths.get(products.device)
+        if lengths is None:
+            lengths = torch.tensor(self.sizes, device=products.device)
+            self.lengths[products.device] = lengths
+        return torch.segment_reduce(
+            products, "sum", lengths=lengths.expand(len(products), -1), axis=1
+        )
 
     def checkpoint_stats(self, to_final64: torch.Tensor) -> torch.Tensor:
         """[L] ||w_l - w*_l||^2 per layer."""
-        return torch.stack([part @ part for part in self._parts(to_final64)])
+        return self._sums((to_final64 * to_final64)[None])[0]
 
     def gradient_stats(self, grad64: torch.Tensor, to_final64: torch.Tensor) -> torch.Tensor:
         """[2L]: ||G_l||^2 per layer, then <G_l, w_l - w*_l> per layer."""
-        grads, dists = self._parts(grad64), self._parts(to_final64)
-        norms = [g @ g for g in grads]
-        dots = [g @ d for g, d in zip(grads, dists)]
-        return torch.stack(norms + dots)
+        return self._sums(torch.stack([grad64 * grad64, grad64 * to_final64])).reshape(-1)
 
     def tangent(self, to_final64: torch.Tensor, weights64: torch.Tensor) -> torch.Tensor:
         """w - w* with the radial part of every scale-invariant channel removed: for channel
