@@ -35,14 +35,16 @@ def _decay(family: str, done: np.ndarray) -> np.ndarray:
 
 
 def shape(family: str, params: dict, progress: np.ndarray) -> np.ndarray:
-    """The family's lr at each progress, as a fraction of its peak."""
+    """The family's lr at each progress, as a fraction of its peak. The parameters may be
+    arrays of one candidate each ([S, 1] against progress [N]: [S, N] shapes at once)."""
     progress = np.asarray(progress, dtype=np.float64)
     if family == "constant":
         return np.ones_like(progress)
     warmup, decay_end = params["warmup"], params["decay_end"]
     start, end = params["start"], params["end"]
-    rising = start + (1 - start) * progress / warmup if warmup > 0 else np.ones_like(progress)
-    done = np.clip((progress - warmup) / max(decay_end - warmup, 1e-12), 0, 1)
+    warming = np.greater(warmup, 0)
+    rising = np.where(warming, start + (1 - start) * progress / np.where(warming, warmup, 1), 1)
+    done = np.clip((progress - warmup) / np.maximum(decay_end - warmup, 1e-12), 0, 1)
     falling = 1 - (1 - end) * _decay(family, done)
     return np.where(progress < warmup, rising, falling)
 
@@ -64,11 +66,13 @@ def _unpack(vector: np.ndarray) -> dict:
 
 
 def _fit_one(family: str, progress, log_eta, weights) -> dict:
-    def profiled(params: dict) -> tuple[float, float]:
-        """(best log peak, weighted residual sum of squares) for these shape parameters."""
+    def profiled(params: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(best log peak, weighted residual sum of squares) for these shape parameters, per
+        candidate where they are arrays of candidates."""
         log_shape = np.log(shape(family, params, progress))
-        log_peak = float(np.sum(weights * (log_eta - log_shape)))
-        return log_peak, float(np.sum(weights * (log_eta - log_peak - log_shape) ** 2))
+        log_peak = np.sum(weights * (log_eta - log_shape), axis=-1, keepdims=True)
+        residual = np.sum(weights * (log_eta - log_peak - log_shape) ** 2, axis=-1)
+        return log_peak[..., 0], residual
 
     if family == "constant":
         params = {}
@@ -77,11 +81,19 @@ def _fit_one(family: str, progress, log_eta, weights) -> dict:
 
         lowest = math.log10(LOWEST_LEVEL)
         bounds = [(0.0, 0.9), (0.0, 1.0), (lowest, 0.0), (lowest, 0.0)]
+        # The whole population's residuals in one call ([4, S] candidates): a generation is a
+        # few array operations instead of S calls of Python.
         search = differential_evolution(
-            lambda vector: profiled(_unpack(vector))[1], bounds, seed=0, tol=1e-8, polish=False
+            lambda candidates: profiled(_unpack(candidates[..., None]))[1],
+            bounds,
+            seed=0,
+            tol=1e-8,
+            polish=False,
+            vectorized=True,
+            updating="deferred",
         )
-        params = _unpack(search.x)
-    log_peak, residual = profiled(params)
+        params = {key: float(value) for key, value in _unpack(search.x).items()}
+    log_peak, residual = (float(value) for value in profiled(params))
     spread = float(np.sum(weights * (log_eta - np.sum(weights * log_eta)) ** 2))
     count = 1 / np.sum(weights**2)  # the effective number of points (Kish), weights uneven
     return {
