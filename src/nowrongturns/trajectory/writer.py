@@ -105,6 +105,7 @@ class TrajectoryWriter:
             if name.startswith(("steps/", "checkpoints/"))  # the grown ones
         }
         self.rng_names = list(self.file["checkpoints/rng"])
+        self.filename = self.file.filename
 
     def _create(self, identity, model, optimizer_size, rng_sizes, batch_size) -> None:
         self.file = h5py.File(partial_path(self.path), "w")
@@ -217,14 +218,24 @@ class TrajectoryWriter:
         """Refuse, before writing any of it, an append of `steps` step rows (and the checkpoint
         at step `checkpoint`) that the disk has no room for: a write that fails half way can
         tear the file, one never begun leaves it as its last flush did, resumable."""
+        # Every /steps column holds as many rows as the others, every checkpoint dataset as
+        # many as /checkpoints/step (they are appended together): two lengths to look up.
         rows = {f"steps/{name}": steps for name in self.step_columns}
         if checkpoint is not None:
-            rows.update({name: 1 for name in self.datasets if name.startswith("checkpoints/")})
+            rows.update(
+                {name: 1 for name in self.chunk_geometry if name.startswith("checkpoints/")}
+            )
+        step_rows = self.datasets[f"steps/{self.step_columns[0]}"].id.shape[0] if steps else 0
+        checkpoint_count = self.datasets["checkpoints/step"].id.shape[0]
         needed = METADATA_MARGIN + sum(
-            new_chunk_bytes(self.chunk_geometry[name], self.datasets[name].id.shape[0], count)
+            new_chunk_bytes(
+                self.chunk_geometry[name],
+                step_rows if name.startswith("steps/") else checkpoint_count,
+                count,
+            )
             for name, count in rows.items()
         )
-        free = shutil.disk_usage(self.file.filename).free
+        free = shutil.disk_usage(self.filename).free
         if free < needed:
             what = f"{steps} step rows" + (
                 f" and the checkpoint at step {checkpoint}" if checkpoint is not None else ""
