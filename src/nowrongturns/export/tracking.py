@@ -120,8 +120,8 @@ def export_mlflow(results: str | Path, tracking_uri: str, experiment: str) -> di
     A run an earlier export of the same results logged whole, unchanged since, is left as it is
     (the same MLflow run); a changed one is logged anew, its earlier MLflow run deleted, since
     MLflow cannot take back a metric value once logged. The calls that log the runs' metrics
-    and artifacts go CONCURRENT_CALLS at a time: a server spends most of a call waiting on its
-    store (benchmarks/README.md: the default results in 55 s instead of 84 s on a loaded VM)."""
+    and artifacts go CONCURRENT_CALLS at a time, each run's as soon as its metrics are computed:
+    a server spends most of a call waiting on its store (benchmarks/README.md)."""
     client = mlflow_client(tracking_uri)
     from mlflow.entities import Metric, Param
 
@@ -129,40 +129,42 @@ def export_mlflow(results: str | Path, tracking_uri: str, experiment: str) -> di
     source = str(Path(results).resolve())
     exported = _exported_runs(client, experiment_id, source)
     ids, calls, fingerprints = {}, [], {}
-    for run in open_results(results):
-        has_trajectory = (run.folder / "trajectory.h5").is_file()
-        params = flat_params(run.config) if has_trajectory else {}
-        metrics = run_metrics(run)
-        artifacts = _artifacts(run)
-        fingerprint = _fingerprint(metrics, params, artifacts)
-        previous_id, previous_fingerprint = exported.get(run.name, (None, None))
-        if previous_fingerprint == fingerprint:
-            ids[run.name] = previous_id
-            run.close()
-            continue
-        if previous_id is not None:
-            client.delete_run(previous_id)
-        tags = {SOURCE_TAG: source, RUN_TAG: run.name}
-        run_id = client.create_run(experiment_id, tags=tags, run_name=run.name).info.run_id
-        timestamp = _timestamp_ms(run) if has_trajectory else 0
-        logged = [
-            Metric(name, value, timestamp, int(step))
-            for name, step, value in metrics.itertuples(index=False)
-        ]
-        param_list = [Param(key, value) for key, value in params.items()]
-        for batch_metrics, batch_params in log_batches(logged, param_list):
-            calls.append((client.log_batch, run_id, batch_metrics, batch_params))
-        for path, folder in artifacts:
-            calls.append((client.log_artifact, run_id, str(path), folder))
-        run.close()
-        ids[run.name] = run_id
-        fingerprints[run_id] = fingerprint
-
-    def finish(run_id: str) -> None:
-        client.set_tag(run_id, FINGERPRINT_TAG, fingerprints[run_id])  # last: the run is whole
-        client.set_terminated(run_id)
-
     with ThreadPoolExecutor(CONCURRENT_CALLS) as pool:
-        list(pool.map(lambda call: call[0](*call[1:]), calls))  # raises the first failure
+        for run in open_results(results):
+            has_trajectory = (run.folder / "trajectory.h5").is_file()
+            params = flat_params(run.config) if has_trajectory else {}
+            metrics = run_metrics(run)
+            artifacts = _artifacts(run)
+            fingerprint = _fingerprint(metrics, params, artifacts)
+            previous_id, previous_fingerprint = exported.get(run.name, (None, None))
+            if previous_fingerprint == fingerprint:
+                ids[run.name] = previous_id
+                run.close()
+                continue
+            if previous_id is not None:
+                client.delete_run(previous_id)
+            tags = {SOURCE_TAG: source, RUN_TAG: run.name}
+            run_id = client.create_run(experiment_id, tags=tags, run_name=run.name).info.run_id
+            timestamp = _timestamp_ms(run) if has_trajectory else 0
+            logged = [
+                Metric(name, value, timestamp, int(step))
+                for name, step, value in metrics.itertuples(index=False)
+            ]
+            param_list = [Param(key, value) for key, value in params.items()]
+            # Sent while the next runs' metrics are computed: the server stores as we go.
+            for batch_metrics, batch_params in log_batches(logged, param_list):
+                calls.append(pool.submit(client.log_batch, run_id, batch_metrics, batch_params))
+            for path, folder in artifacts:
+                calls.append(pool.submit(client.log_artifact, run_id, str(path), folder))
+            run.close()
+            ids[run.name] = run_id
+            fingerprints[run_id] = fingerprint
+        for call in calls:
+            call.result()  # raises the first failure
+
+        def finish(run_id: str) -> None:
+            client.set_tag(run_id, FINGERPRINT_TAG, fingerprints[run_id])  # last: the run is whole
+            client.set_terminated(run_id)
+
         list(pool.map(finish, fingerprints))
     return ids
