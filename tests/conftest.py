@@ -38,12 +38,18 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 def pytest_configure(config) -> None:
-    # xdist's workers share the cores: torch in each takes its share, not all of them.
+    # xdist's workers share the cores: torch in each takes its share, not all of them. So do the
+    # processes a test starts (an `nwt` command without --threads, a script, a notebook kernel):
+    # torch and OpenBLAS read OMP_NUM_THREADS. A process of 2 threads on 2 cores that the other
+    # worker keeps busy runs 5 to 50 times slower than with 1 (each parallel region waits for the
+    # thread that is not scheduled), which is no test of anything.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(threads)
 
 
 def pytest_runtest_logreport(report) -> None:
