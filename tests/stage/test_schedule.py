@@ -96,6 +96,24 @@ def test_guarantee_and_derived_files(gradient_descent):
     assert cosine.max() == pytest.approx(document["peak_lr"]) and cosine[-1] < cosine.max() / 50
 
 
+def test_a_progress_column_that_is_not_step_over_total_is_refused_naming_the_file(
+    gradient_descent, tmp_path
+):
+    """The fit weighs each checkpoint by the share of training its progress says it stands for:
+    a table whose progress disagrees with its steps (all 0, here) is refused before any fit,
+    naming the file, and nothing is written."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    source = next(gradient_descent[-1]["s.csv"].parent.glob("g.parquet"))
+    table = pd.read_parquet(source)
+    table["progress"] = 0.0
+    table.to_parquet(folder / "g.parquet")
+    trajectory = source.parent / "t.h5"
+    with pytest.raises(ValueError, match=r"g\.parquet: column 'progress' is not step / 40"):
+        derive(folder, folder / "g.parquet", trajectory)
+    assert sorted(path.name for path in folder.iterdir()) == ["g.parquet"]
+
+
 def test_peak_base_keeps_the_fitted_shape_at_the_runs_lr(gradient_descent, tmp_path):
     run, _, _, fitted, _, outputs = gradient_descent
     folder = outputs["s.csv"].parent

@@ -72,11 +72,21 @@ def _rows(table: pd.DataFrame, source: str, where: str) -> pd.DataFrame:
 
 
 def _check_steps(table: pd.DataFrame, path, total_steps: int) -> None:
-    """The table's steps are steps of the trajectory, before they index its learning rates."""
+    """The table's steps are steps of the trajectory, before they index its learning rates, and
+    its progress is step / total steps, as the measure stage writes it (the fit weighs each
+    checkpoint by the share of training it stands for, from its progress)."""
     if table["step"].min() < 0 or table["step"].max() >= total_steps:
         raise ValueError(
             f"{path}: column 'step' runs from {table['step'].min()} to {table['step'].max()}, "
             f"outside the trajectory's steps 0 to {total_steps - 1}"
+        )
+    expected = table["step"].to_numpy() / total_steps
+    wrong = ~np.isclose(table["progress"].to_numpy(dtype=float), expected, rtol=0, atol=1e-9)
+    if wrong.any():
+        row = int(np.argmax(wrong))
+        raise ValueError(
+            f"{path}: column 'progress' is not step / {total_steps} (the trajectory's steps): "
+            f"{table['progress'].iloc[row]} at step {table['step'].iloc[row]} (row {row})"
         )
 
 
