@@ -161,10 +161,11 @@ def export_mlflow(results: str | Path, tracking_uri: str, experiment: str) -> di
             fingerprints[run_id] = fingerprint
         for call in calls:
             call.result()  # raises the first failure
-
-        def finish(run_id: str) -> None:
-            client.set_tag(run_id, FINGERPRINT_TAG, fingerprints[run_id])  # last: the run is whole
-            client.set_terminated(run_id)
-
-        list(pool.map(finish, fingerprints))
+        list(pool.map(lambda run_id: _finish(client, run_id, fingerprints[run_id]), fingerprints))
     return ids
+
+
+def _finish(client, run_id: str, fingerprint: str) -> None:
+    """Mark an MLflow run whole, once everything of it is logged: its fingerprint, then ended."""
+    client.set_tag(run_id, FINGERPRINT_TAG, fingerprint)
+    client.set_terminated(run_id)
