@@ -2,7 +2,7 @@
 
     layers = Layers(model, example_inputs)
     per_checkpoint = layers.checkpoint_stats(to_final64)          # [L] ||w_l - w*_l||^2
-    per_gradient = layers.gradient_stats(grad64, to_final64)      # [2L] ||G_l||^2, <G_l, d_l>
+    per_gradient = layers.gradient_stats(grads64, to_final64)     # [n, 2L] ||G_l||^2, <G_l, d_l>
     tangent64 = layers.tangent(to_final64, weights64)             # w - w*, radial parts removed
 
 A layer is one parameter tensor (`model.named_parameters()`), so the per-layer dots and squared
@@ -98,9 +98,11 @@ class Layers:
         """[L] ||w_l - w*_l||^2 per layer."""
         return self._sums((to_final64 * to_final64)[None])[0]
 
-    def gradient_stats(self, grad64: torch.Tensor, to_final64: torch.Tensor) -> torch.Tensor:
-        """[2L]: ||G_l||^2 per layer, then <G_l, w_l - w*_l> per layer."""
-        return self._sums(torch.stack([grad64 * grad64, grad64 * to_final64])).reshape(-1)
+    def gradient_stats(self, grads64: torch.Tensor, to_final64: torch.Tensor) -> torch.Tensor:
+        """[n, 2L]: for each row G of `grads64` ([n, d]), ||G_l||^2 per layer, then
+        <G_l, w_l - w*_l> per layer."""
+        sums = self._sums(torch.cat([grads64 * grads64, grads64 * to_final64]))  # [2n, L]
+        return torch.cat(sums.chunk(2), dim=1)
 
     def tangent(self, to_final64: torch.Tensor, weights64: torch.Tensor) -> torch.Tensor:
         """w - w* with the radial part of every scale-invariant channel removed: for channel

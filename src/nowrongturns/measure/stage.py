@@ -32,9 +32,8 @@ from nowrongturns.measure.gradients import (
 from nowrongturns.measure.layers import Layers, layers_table
 from nowrongturns.measure.stats import (
     ACCUMULATED,
-    checkpoint_stats,
+    CheckpointRows,
     geometry_table,
-    gradient_stats,
     other_final_point,
 )
 from nowrongturns.models import build_model, resolve_device
@@ -195,8 +194,10 @@ def measure(
             to_final64 = weights64 - final64
             to_other64 = weights64 - other_final64 if other_final64 is not None else None
             tangent64 = split.tangent(to_final64, weights64) if split.has_invariant else None
-            at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64, tangent64)
-            layer_dists = split.checkpoint_stats(to_final64) if layers else None
+            checkpoint_rows = CheckpointRows(
+                weights64, to_final64, to_other64, tangent64, split if layers else None
+            )
+
             update_direction = None
             if update:
                 update_direction = functools.partial(
@@ -207,22 +208,16 @@ def measure(
                     lrs[step],
                     run["clip_grad_norm"],
                 )
-            rows = []
             for source, sample, (loss, grad) in gradients_at(
                 probe, stream, step, run["seed"], sources, full[index], update_direction
             ):
                 # An update already holds any weight decay the optimizer applies.
-                decay = 0.0 if source == "update" else run["weight_decay"]
-                grad64 = grad.double()
-                stats = gradient_stats(grad64, weights64, to_final64, decay, to_other64, tangent64)
-                row = [loss.double().reshape(1), at_checkpoint, stats]
-                if layers:  # per layer: [L dist^2, L grad_norm^2, L dot], split off on the host
-                    row += [layer_dists, split.gradient_stats(grad64, to_final64)]
-                rows.append(torch.cat(row))
+                checkpoint_rows.add(loss, grad, 0.0 if source == "update" else run["weight_decay"])
                 row_steps.append(step)
                 row_sources.append(source)
                 row_samples.append(sample)
-            blocks.append(torch.stack(rows).cpu().numpy())  # the one host sync of a checkpoint
+            # the one host sync of a checkpoint
+            blocks.append(checkpoint_rows.rows().cpu().numpy())
             if progress.advance(done) or done == len(measured):
                 progress.line(step=step)
         progress.close()

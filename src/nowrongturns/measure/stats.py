@@ -1,9 +1,10 @@
 """The geometry table: what accumulates per gradient in float64 on the device, and the table's
 columns derived from it (RSI, EB, gamma, z, the weight-decay and control columns).
 
-    at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64)
-    row = torch.cat([loss, at_checkpoint, gradient_stats(grad, weights64, to_final64, decay, None)])
-    table = geometry_table(rows, {"run": ..., "step": ...}, param_count)
+    at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64)      # [4]
+    per_gradient = gradient_stats(grads, decays, weights64, to_final64, None)  # [n, 7]
+    rows = torch.cat([losses[:, None], at_checkpoint.expand(n, -1), per_gradient], dim=1)
+    table = geometry_table(rows.cpu().numpy(), {"run": ..., "step": ...}, param_count)
 """
 
 from __future__ import annotations
@@ -71,22 +72,78 @@ def checkpoint_stats(weights64, to_final64, to_other64, tangent64=None) -> torch
 
 
 def gradient_stats(
-    grad, weights64, to_final64, weight_decay: float, to_other64, tangent64=None
+    grads, decays, weights64, to_final64, to_other64, tangent64=None
 ) -> torch.Tensor:
-    """[grad_norm^2, <G, w - w*>, the same two for G + weight_decay * w, the controls <G, w>
-    and <G, w - w*'>, and <G, P(w - w*)>], in float64 (NaN where weight decay is 0, or where there
-    is no w*' or P)."""
-    grad64 = grad.double()
-    stats = [grad64 @ grad64, grad64 @ to_final64]
-    nan = torch.full_like(stats[0], math.nan)
-    if weight_decay:
-        grad_wd = grad64 + weight_decay * weights64
-        stats += [grad_wd @ grad_wd, grad_wd @ to_final64]
+    """[n, 7]: for each row G of `grads` ([n, d]) [||G||^2, <G, w - w*>, the same two for
+    G + decay * w, the controls <G, w> and <G, w - w*'>, and <G, P(w - w*)>], in float64 (NaN
+    where the row's entry of `decays` is 0, or where there is no w*' or P). The rows are taken
+    together, a handful of matrix ops in all: op by op, a dozen per gradient cost a small model
+    as much as a few percent of its backward pass."""
+    grads64 = grads.double()
+    count = len(grads64)
+    nan = torch.full((count,), math.nan, dtype=torch.float64, device=grads64.device)
+    directions = [d for d in (to_final64, weights64, to_other64, tangent64) if d is not None]
+    dots = grads64 @ torch.stack(directions).T  # [n, 2 to 4]
+    squares = torch.linalg.vecdot(grads64, grads64)
+    decays64 = torch.tensor(decays, dtype=torch.float64).to(grads64.device)
+    if any(decays):
+        with_decay = grads64 + decays64[:, None] * weights64
+        no_decay = decays64 == 0
+        squares_wd = torch.linalg.vecdot(with_decay, with_decay).masked_fill(no_decay, math.nan)
+        dots_wd = (with_decay @ to_final64).masked_fill(no_decay, math.nan)
     else:
-        stats += [nan, nan]
-    stats += [grad64 @ weights64, grad64 @ to_other64 if to_other64 is not None else nan]
-    stats += [grad64 @ tangent64 if tangent64 is not None else nan]
-    return torch.stack(stats)
+        squares_wd = dots_wd = nan
+    other = dots[:, 2] if to_other64 is not None else nan
+    tangent = dots[:, -1] if tangent64 is not None else nan
+    return torch.stack(
+        [squares, dots[:, 0], squares_wd, dots_wd, dots[:, 1], other, tangent], dim=1
+    )
+
+
+# Gradient values held for their statistics to be taken together: 2^24, 128 MiB in float64, a
+# block of a dozen gradients of a small model, of one of a ResNet-18.
+BLOCK_VALUES = 2**24
+
+
+class CheckpointRows:
+    """The float64 rows of one checkpoint, [loss, checkpoint_stats, gradient_stats] and with
+    `layers` (measure/layers.py) [L dist^2, L grad_norm^2, L dot] per layer: the gradients are
+    held as they come, and their statistics taken a block at a time."""
+
+    def __init__(self, weights64, to_final64, to_other64, tangent64, layers=None):
+        self.weights64, self.to_final64 = weights64, to_final64
+        self.to_other64, self.tangent64, self.layers = to_other64, tangent64, layers
+        self.at_checkpoint = checkpoint_stats(weights64, to_final64, to_other64, tangent64)
+        if layers is not None:
+            self.layer_dists = layers.checkpoint_stats(to_final64)
+        self.held: list[tuple] = []  # (loss, gradient, weight decay) of the block being filled
+        self.blocks: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, grad: torch.Tensor, weight_decay: float) -> None:
+        self.held.append((loss, grad, weight_decay))
+        if len(self.held) * len(grad) >= BLOCK_VALUES:
+            self._take_block()
+
+    def rows(self) -> torch.Tensor:
+        """[gradients added, columns], on the device."""
+        if self.held:
+            self._take_block()
+        return torch.cat(self.blocks)
+
+    def _take_block(self) -> None:
+        losses, grads, decays = zip(*self.held)
+        self.held = []
+        grads64 = torch.stack(grads).double()
+        per_gradient = gradient_stats(
+            grads64, decays, self.weights64, self.to_final64, self.to_other64, self.tangent64
+        )
+        count = len(grads)
+        block = [torch.stack(losses).double()[:, None], self.at_checkpoint.expand(count, -1)]
+        block += [per_gradient]
+        if self.layers is not None:
+            block += [self.layer_dists.expand(count, -1)]
+            block += [self.layers.gradient_stats(grads64, self.to_final64)]
+        self.blocks.append(torch.cat(block, dim=1))
 
 
 def other_final_point(trajectory: str | None, param_count: int, device) -> torch.Tensor | None:

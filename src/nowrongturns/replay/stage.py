@@ -75,7 +75,9 @@ def replay_segments(
             weights64 = flat_parameters(model).double()
             to_final64 = weights64 - final64
             to_other64 = weights64 - other_final64 if other_final64 is not None else None
-            stats = gradient_stats(gradient, weights64, to_final64, run["weight_decay"], to_other64)
+            stats = gradient_stats(
+                gradient[None], [run["weight_decay"]], weights64, to_final64, to_other64
+            )[0]
             at_step = checkpoint_stats(weights64, to_final64, to_other64)
             rows.append(torch.cat([loss.double().reshape(1), at_step, stats]))
         end_errors = replay.end_errors
