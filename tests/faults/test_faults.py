@@ -24,8 +24,10 @@ KILL_HOOK = """
 import os, signal, sys
 point = os.environ.get("NWT_TEST_KILL")
 if point and sys.argv[0].endswith("nwt"):
+    from nowrongturns.record import log
     from nowrongturns.tasks.task import Task
     from nowrongturns.trajectory.writer import TrajectoryWriter
+    log.WRITE_EVERY_SECONDS = 0  # each checkpoint written as it comes: the resume step is pinned
     kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
     calls = {"batch": 0}
     if point == "inside_epoch":  # the 56th minibatch: step 55, epoch 1, after checkpoint 50
@@ -37,12 +39,12 @@ if point and sys.argv[0].endswith("nwt"):
             return batch(self, *args, **kwargs)
         Task.batch = counting_batch
     if point == "after_checkpoint":  # right after checkpoint 50 is flushed
-        append = TrajectoryWriter.append_checkpoint
-        def append_then_kill(self, step, *args, **kwargs):
-            append(self, step, *args, **kwargs)
-            if step == 50:
+        append = TrajectoryWriter.append_checkpoints
+        def append_then_kill(self, checkpoints):
+            append(self, checkpoints)
+            if checkpoints[-1][0] == 50:
                 kill()
-        TrajectoryWriter.append_checkpoint = append_then_kill
+        TrajectoryWriter.append_checkpoints = append_then_kill
     if point == "during_checkpoint_write":  # checkpoint 50: weights written, step not yet
         append_rows = TrajectoryWriter._append
         def append_until_optimizer(dataset, rows):

@@ -10,8 +10,10 @@ from helpers.runs import assert_rows_are_the_steps_taken
 import nowrongturns
 from nowrongturns.measure.stage import measure
 from nowrongturns.models import build_model
+from nowrongturns.record import log
 from nowrongturns.tasks.load import load_task
 from nowrongturns.trajectory.reader import TrajectoryReader
+from nowrongturns.trajectory.writer import TrajectoryWriter
 
 # What the measure stage needs to rebuild the user's model and data: here built-in ones.
 RUN = {"task": "digits", "model": "mlp", "width": 16, "depth": 1, "seed": 0}
@@ -131,3 +133,44 @@ def test_steps_past_the_first_buffers_are_kept(tmp_path):
         np.testing.assert_array_equal(traj.steps("loss"), np.arange(1500))
         np.testing.assert_array_equal(traj.steps("lr"), np.arange(1500) / 10)
         assert traj.batch_indices(1200).tolist() == [1200, 1201]
+
+
+@pytest.mark.parametrize("held_bytes", [2**28, 1])
+def test_checkpoints_of_one_write_interval_are_written_together(tmp_path, monkeypatch, held_bytes):
+    """The first checkpoint is on disk at once; later ones wait for the interval (an hour here)
+    and are written with the steps before them at close, in one append each; checkpoints whose
+    arrays pass HELD_BYTES are written as they come."""
+    monkeypatch.setattr(log, "WRITE_EVERY_SECONDS", 3600)
+    monkeypatch.setattr(log, "HELD_BYTES", held_bytes)
+    task = load_task(RUN)
+    model = build_model(RUN, task)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    appends = []
+    append = TrajectoryWriter.append_checkpoints
+
+    def counted(self, checkpoints):
+        appends.append([step for step, _ in checkpoints])
+        append(self, checkpoints)
+
+    monkeypatch.setattr(TrajectoryWriter, "append_checkpoints", counted)
+    checkpoint = {"dense_first": 3, "every": 10}
+    recorder = nowrongturns.Recorder(
+        tmp_path / "t.h5", model, optimizer, run={**RUN, "batch_size": BATCH}, checkpoint=checkpoint
+    )
+    inputs, targets = task.batch(torch.arange(BATCH))
+    for _ in range(12):
+        optimizer.zero_grad()
+        loss = task.loss(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        recorder.step(loss=loss)
+    recorder.log.wait()
+    on_disk = recorder.writer.file["checkpoints/step"][:].tolist()
+    recorder.close()
+    with TrajectoryReader(tmp_path / "t.h5") as traj:
+        assert list(traj.checkpoint_steps) == [0, 1, 2, 10, 12]
+        assert len(traj.steps("loss")) == 12
+    if held_bytes > 1:
+        assert on_disk == [0] and appends == [[0], [1, 2, 10, 12]]
+    else:
+        assert on_disk == [0, 1, 2, 10] and appends == [[0], [1], [2], [10], [12]]

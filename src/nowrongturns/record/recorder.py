@@ -202,7 +202,7 @@ class Recorder:
 
     def abandon(self) -> None:
         """Stop without a file: the partial one is removed."""
-        self.log.close()
+        self.log.close(write_held=False)
         if self.writer is not None:
             self.writer.abandon()
             partial_path(self.path).unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """The trajectory's one writer: the train stage's file, under a temporary name until complete.
 
     writer = TrajectoryWriter(path, run, model, optimizer_size, rng_sizes, batch_size, device, ...)
-    writer.append_steps(columns); writer.append_checkpoint(step, state)
+    writer.append_steps(columns); writer.append_checkpoint(step, **state)
     writer.finish()        # renames trajectory.h5.partial to trajectory.h5
 
 A killed job leaves the partial file; the next job reopens it (`resume_state`) from its last
@@ -214,16 +214,21 @@ class TrajectoryWriter:
             file_space.select_hyperslab((start,) + (0,) * (rows.ndim - 1), rows.shape)
             dataset_id.write(h5py.h5s.create_simple(rows.shape), file_space, rows)
 
-    def check_space(self, steps: int, checkpoint: int | None) -> None:
-        """Refuse, before writing any of it, an append of `steps` step rows (and the checkpoint
-        at step `checkpoint`) that the disk has no room for: a write that fails half way can
-        tear the file, one never begun leaves it as its last flush did, resumable."""
+    def check_space(self, steps: int, checkpoint: int | None, checkpoints: int = 1) -> None:
+        """Refuse, before writing any of it, an append of `steps` step rows (and `checkpoints`
+        checkpoints, the last at step `checkpoint`) that the disk has no room for: a write that
+        fails half way can tear the file, one never begun leaves it as its last flush did,
+        resumable."""
         # Every /steps column holds as many rows as the others, every checkpoint dataset as
         # many as /checkpoints/step (they are appended together): two lengths to look up.
         rows = {f"steps/{name}": steps for name in self.step_columns}
         if checkpoint is not None:
             rows.update(
-                {name: 1 for name in self.chunk_geometry if name.startswith("checkpoints/")}
+                {
+                    name: checkpoints
+                    for name in self.chunk_geometry
+                    if name.startswith("checkpoints/")
+                }
             )
         step_rows = self.datasets[f"steps/{self.step_columns[0]}"].id.shape[0] if steps else 0
         checkpoint_count = self.datasets["checkpoints/step"].id.shape[0]
@@ -237,9 +242,11 @@ class TrajectoryWriter:
         )
         free = shutil.disk_usage(self.filename).free
         if free < needed:
-            what = f"{steps} step rows" + (
-                f" and the checkpoint at step {checkpoint}" if checkpoint is not None else ""
-            )
+            what = f"{steps} step rows"
+            if checkpoint is not None:
+                what += f" and the checkpoint at step {checkpoint}" + (
+                    f" with the {checkpoints - 1} before it" if checkpoints > 1 else ""
+                )
             raise self._disk_full(f"{what} need {needed} bytes with HDF5's own", free)
 
     def _disk_full(self, what: str, free: int | None = None) -> DiskFullError:
@@ -266,14 +273,23 @@ class TrajectoryWriter:
         self, step: int, weights, buffers, optimizer_state, rng_states: dict[str, np.ndarray]
     ) -> None:
         """Append one checkpoint and flush: a job killed after this resumes from here."""
-        rows = {"weights": weights, "buffers": buffers, "optimizer": optimizer_state}
-        for name, row in rows.items():
-            self._append(self.datasets[f"checkpoints/{name}"], np.asarray(row, np.float32)[None])
+        state = {"weights": weights, "buffers": buffers, "optimizer_state": optimizer_state}
+        self.append_checkpoints([(step, {**state, "rng_states": rng_states})])
+
+    def append_checkpoints(self, checkpoints: list[tuple[int, dict]]) -> None:
+        """Append (step, state) checkpoints, state as append_checkpoint takes it, one append per
+        dataset, and flush: a job killed after this resumes from the last."""
+        states = [state for _, state in checkpoints]
+        rows = {"weights": "weights", "buffers": "buffers", "optimizer": "optimizer_state"}
+        for name, key in rows.items():
+            stacked = np.stack([np.asarray(state[key], np.float32) for state in states])
+            self._append(self.datasets[f"checkpoints/{name}"], stacked)
         for name in self.rng_names:
-            rng = np.asarray(rng_states[name], np.uint8)[None]
+            rng = np.stack([np.asarray(state["rng_states"][name], np.uint8) for state in states])
             self._append(self.datasets[f"checkpoints/rng/{name}"], rng)
-        self._append(self.datasets["checkpoints/step"], np.array([step]))  # last: marks it whole
-        with self._disk_errors(f"the flush of the checkpoint at step {step} failed"):
+        steps = np.array([step for step, _ in checkpoints])
+        self._append(self.datasets["checkpoints/step"], steps)  # last: marks them whole
+        with self._disk_errors(f"the flush of the checkpoint at step {steps[-1]} failed"):
             self.file.flush()
 
     def finish(self, status: str = "complete", **attrs) -> Path:
