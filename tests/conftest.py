@@ -42,6 +42,8 @@ def pytest_collection_modifyitems(items) -> None:
 
 
 def pytest_configure(config) -> None:
+    if not hasattr(config, "workerinput"):  # once a session: in xdist's controller
+        slurm.remove_stale_configs()
     # xdist's workers share the cores: torch in each takes its share, not all of them. So do the
     # processes a test starts (an `nwt` command without --threads, a script, a notebook kernel):
     # torch and OpenBLAS read OMP_NUM_THREADS. A process of 2 threads on 2 cores that the other

@@ -314,6 +314,23 @@ StorageLoc=slurm_acct_db
         return bool(pid) and _runs(pid, name)
 
 
+def remove_stale_configs() -> None:
+    """Remove the configs a killed session left in /etc/slurm, where no session holds the lock
+    (one that does runs its cluster on them). The Slurm plugin asks `scontrol show config` as
+    every snakemake starts, and on a config whose slurmctld is gone that waits out its 10 s
+    timeout, where with no config it fails at once."""
+    if os.geteuid() != 0:  # only root writes them (slurm_cluster), and may remove them
+        return
+    with open(f"{STATE}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        for name in CONFIGS:
+            if ours(CONFIG_DIR / name):
+                (CONFIG_DIR / name).unlink()
+
+
 def foreign_config() -> Path | None:
     """A Slurm config of this machine's own, which the test cluster must not replace."""
     path = CONFIG_DIR / "slurm.conf"
