@@ -141,7 +141,9 @@ def differences(results: Path, reference: Path, final: bool) -> tuple[int, list[
 def hook_env(log: Path, plan: Path | None = None) -> dict:
     env = {
         **os.environ,
-        "PYTHONPATH": str(HOOKS),
+        # The hooks first (Python imports the first sitecustomize only), then the session's own
+        # PYTHONPATH where it sets one (a worktree's src over the editable install's).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOKS), os.environ.get("PYTHONPATH")])),
         "NWT_FAULT_LOG": str(log),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
