@@ -49,13 +49,14 @@ BASE_JOBS = {
     "rule_interpolation_wildcards_base",  # the analysis along the path on by default
 }
 GPU_RULES = {"train", "retrain", "measure", "replay", "interpolation"}  # the analyses: measure's
-# The profile as shipped, but the first status check after 5 s, not 40 (these jobs take
-# seconds), and the Slurm log of every job kept, to be checked.
+# The profile as shipped, but the first status check after 1 s, not 40 (these jobs take
+# seconds; the plugin waits 10 s longer after each check that finds none finished, and starts
+# again from this after one that does), and the Slurm log of every job kept, to be checked.
 ON_SLURM = (
     "--profile",
     "workflow/profiles/slurm",
     "--slurm-init-seconds-before-status-checks",
-    "5",
+    "1",
     "--slurm-keep-successful-logs",
 )
 CLUSTER_RUN_SECONDS = 240
