@@ -95,6 +95,8 @@ def test_adam_preconditioned_and_batch_sharpness_are_their_dense_computations(tm
         device="cpu",
     )
     assert np.isnan(table["lambda_max_preconditioned"].iloc[0])  # step 0: no moments yet
+    # No BatchNorm: each product takes a quarter of a shard at once, and still gives H's.
+    assert table.attrs["chunk"] == 32 // 4
     np.testing.assert_allclose(table["threshold"], 2 * 1.9 / (0.1 * 0.01))
     task = load_task(run)
     model = build_model(run, task).train()
@@ -122,6 +124,18 @@ def test_adam_preconditioned_and_batch_sharpness_are_their_dense_computations(tm
                 g, h = dense_hessian(model, task.loss, *task.batch(batch, draw=draw))
                 along.append(g @ h @ g / (g @ g))
             assert row["batch_sharpness"] == pytest.approx(np.mean(along), rel=1e-4), step
+
+
+def test_transformer_sharpness_runs_through_attention(tmp_path):
+    """Attention's fused kernels have no double backward: the products take its plain formula."""
+    run = tiny_run(task="pydoc", model="transformer", width=8, heads=2, context=16)
+    run.update(batch_size=4096, checkpoint={"dense_first": 1, "every": 1000, "every_epochs": None})
+    trajectory = tmp_path / "trajectory.h5"
+    train(run, trajectory, device="cpu")
+    table = sharpness(
+        trajectory, tmp_path / "s.parquet", "lm", examples=32, iterations=3, batches=1
+    )
+    assert len(table) and np.isfinite(table[["lambda_max", "batch_sharpness"]].to_numpy()).all()
 
 
 def _unflatten(model, flat):

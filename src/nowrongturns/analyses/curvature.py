@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from nowrongturns.optim.state import load_state_vector
 
@@ -65,9 +66,11 @@ def hessian_product(
     def product(vector: torch.Tensor) -> torch.Tensor:
         total = torch.zeros_like(vector)
         for inputs, targets, weight in chunks:
-            loss = loss_of(inputs, targets) * weight
-            gradient = _flat(torch.autograd.grad(loss, params, create_graph=True))
-            parts = torch.autograd.grad(gradient @ vector.to(gradient.dtype), params)
+            # Attention by its plain formula: the fused kernels have no double backward.
+            with sdpa_kernel(SDPBackend.MATH):
+                loss = loss_of(inputs, targets) * weight
+                gradient = _flat(torch.autograd.grad(loss, params, create_graph=True))
+                parts = torch.autograd.grad(gradient @ vector.to(gradient.dtype), params)
             total += _flat(parts).double()
         return total
 

@@ -12,7 +12,7 @@ segment compare to well below float32's rounding of one example's loss.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -51,9 +51,10 @@ class PathModel:
         device: str,
         trusted: Iterable[str],
         examples: int,
-        chunk: int | None = None,
+        chunk: int | Callable[[torch.nn.Module], int] | None = None,
     ):
-        """`chunk`: examples per chunk; None: as `full_batch_chunk: batch` chunks."""
+        """`chunk`: examples per chunk, or a function of the model giving them; None: as
+        `full_batch_chunk: batch` chunks."""
         require_trusted(traj.config, trusted, traj.path)
         apply_precision("fp32")  # strict: losses along a segment differ in their last digits
         self.traj, self.device = traj, resolve_device(device)
@@ -63,6 +64,8 @@ class PathModel:
         self.indices = evaluation_indices(traj.config["seed"], self.task.train_size, examples)
         if chunk is None:
             chunk = chunk_examples("batch", traj.config["batch_size"], traj.shards, self.model)
+        elif callable(chunk):
+            chunk = chunk(self.model)
         self.chunk = chunk
         # Held on the device: the same examples are evaluated at every point.
         self.chunks = [self.task.batch(part) for part in self.indices.split(chunk)]

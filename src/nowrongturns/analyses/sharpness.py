@@ -10,8 +10,14 @@ moments (what settles at Adam's threshold: Cohen et al. 2022).
         --examples 512 --iterations 20 --tolerance 1e-4 --batches 4
 
 Lanczos on Hessian-vector products accumulated over chunks (curvature.py): memory of one chunk's
-double backward, whatever `examples`. The Lanczos vectors, their dot products and the tridiagonal
-matrix are float64 (fully reorthogonalized: `iterations` vectors of the parameter count held).
+double backward, whatever `examples`. A chunk is one shard of a training minibatch where the model
+normalizes across its batch (BatchNorm: each chunk normalized as training normalized a shard), and
+a quarter of one elsewhere: a double backward holds about three times what a training step holds
+for as many examples (a ResNet), five with attention by its plain formula, the one with a double
+backward (benchmarks/sharpness_memory.py); the Hessian of a mean loss of independent examples is
+the weighted sum of its parts', so that a product then holds about what a step holds.
+The Lanczos vectors, their dot products and the tridiagonal matrix are float64 (fully
+reorthogonalized: `iterations` vectors of the parameter count held).
 
 Columns: step, progress, lambda_max, threshold (the optimizer's own: 2/lr, 2(1 + beta)/lr, or for
 Adam 2(1 + beta1)/((1 - beta1) lr), of lambda_max_preconditioned), converged and residual (the
@@ -40,6 +46,7 @@ from nowrongturns.analyses.curvature import (
 from nowrongturns.analyses.evaluation import PathModel
 from nowrongturns.distributed import shards as shard_positions
 from nowrongturns.files import written
+from nowrongturns.measure.gradients import couples_examples
 from nowrongturns.optim.optimizers import build_optimizer
 from nowrongturns.progress import Progress
 from nowrongturns.step import AUGMENT_SAMPLED, LANCZOS_START, SAMPLED, seeded_generator
@@ -62,10 +69,22 @@ def sharpness_batches(seed: int, step: int, train_size: int, batch_size: int, co
     ]
 
 
-def _minibatch_shards(path: PathModel, indices, draw, shards: int):
+# The chunks a shard is taken in where the model's examples are independent (see above).
+PRODUCT_PARTS = 4
+
+
+def product_parts(model: torch.nn.Module) -> int:
+    return 1 if couples_examples(model) else PRODUCT_PARTS
+
+
+def _minibatch_chunks(path: PathModel, indices, draw, shards: int):
+    """A minibatch as (inputs, targets, weight) chunks: each of its `shards` shards, cut in
+    `product_parts` of the model."""
     inputs, targets = path.task.batch(indices, draw=draw)
-    for part in shard_positions(len(indices), shards):
-        yield inputs[part], targets[part], 1 / shards
+    positions = torch.arange(len(indices), device=inputs.device)
+    for shard in shard_positions(len(indices), shards):
+        for part in positions[shard].tensor_split(product_parts(path.model)):
+            yield inputs[part], targets[part], len(part) / len(indices)
 
 
 def sharpness(
@@ -87,10 +106,12 @@ def sharpness(
         )
     with TrajectoryReader(trajectory) as traj:
         run = traj.config
-        # Chunks of one shard of a minibatch, with or without BatchNorm: a product's memory is
-        # then that of about one training step.
         shard = run["batch_size"] // traj.shards
-        path = PathModel(traj, device, trusted, examples, chunk=shard)
+
+        def chunk(model) -> int:  # examples a product takes at once
+            return max(1, shard // product_parts(model))
+
+        path = PathModel(traj, device, trusted, examples, chunk=chunk)
         chunks = [(i, t, len(t) / len(path.indices)) for i, t in path.chunks]
         loss_of = path.chunk_loss
         optimizer = build_optimizer(run, path.model)
@@ -122,7 +143,7 @@ def sharpness(
             )
             along_gradient = [
                 batch_sharpness(
-                    loss_of, path.params, _minibatch_shards(path, idx, draw, traj.shards)
+                    loss_of, path.params, _minibatch_chunks(path, idx, draw, traj.shards)
                 )
                 for idx, draw in sampled
             ]
