@@ -4,8 +4,8 @@
 
 For each checkpoint but the last, one forward and backward pass per minibatch; every dot product
 and norm accumulates in float64 on the device, and the rows of a checkpoint reach the host in one
-transfer. The next checkpoint's weights are read from disk while the current one is measured.
-With `layers`, the same pass also writes gamma per parameter tensor (measure/layers.py).
+transfer. On a GPU the next checkpoint's weights are read from disk while the current one is
+measured. With `layers`, the same pass also writes gamma per parameter tensor (measure/layers.py).
 """
 
 from __future__ import annotations
@@ -182,13 +182,21 @@ def measure(
             )
         )
         stream = batches(task, requests, data_workers)
-        pending = reader.submit(read, measured.start) if len(measured) else None
+        # The next checkpoint is read while this one is measured where the passes run on a GPU.
+        # On the CPU they run in this thread, which a reader thread's HDF5 calls (they hold the
+        # interpreter's lock) only delay: the digits CNN measured 0.92 to 0.95 of the raw passes'
+        # throughput reading ahead, 0.99 to 1.05 not.
+        read_ahead = device.type == "cuda"
+        pending = reader.submit(read, measured.start) if len(measured) and read_ahead else None
         progress = Progress(f"measure {run_name}", len(measured), "checkpoint")
         blocks, row_steps, row_sources, row_samples = [], [], [], []
         for done, (index, step) in enumerate(zip(measured, steps.tolist()), 1):
-            weights, buffers, optimizer_state = pending.result()
-            if index + 1 < measured.stop:
-                pending = reader.submit(read, index + 1)  # read ahead while this one computes
+            if read_ahead:
+                weights, buffers, optimizer_state = pending.result()
+                if index + 1 < measured.stop:
+                    pending = reader.submit(read, index + 1)
+            else:
+                weights, buffers, optimizer_state = read(index)
             load_flat(model, weights, buffers)
             weights64 = torch.from_numpy(weights).to(device).double()
             to_final64 = weights64 - final64
