@@ -10,11 +10,9 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-# --no-compile: Python compiles a module when it is first imported; compiling every installed one
-# up front took 2 of the install's 5 minutes (torch, transformers, mlflow), mostly never imported.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile --editable '.[test,timm,docs,lightning,transformers,tensorboard,mlflow]'
+	$(BIN)/pip install --quiet --editable '.[test,timm,docs,lightning,transformers,tensorboard,mlflow]'
 	touch $@
 
 run: setup
