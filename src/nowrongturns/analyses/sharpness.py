@@ -82,8 +82,9 @@ def _minibatch_chunks(path: PathModel, indices, draw, shards: int):
     `product_parts` of the model."""
     inputs, targets = path.task.batch(indices, draw=draw)
     positions = torch.arange(len(indices), device=inputs.device)
+    parts = product_parts(path.model)
     for shard in shard_positions(len(indices), shards):
-        for part in positions[shard].tensor_split(product_parts(path.model)):
+        for part in positions[shard].tensor_split(parts):
             yield inputs[part], targets[part], len(part) / len(indices)
 
 

@@ -205,7 +205,6 @@ def measure(
             checkpoint_rows = CheckpointRows(
                 weights64, to_final64, to_other64, tangent64, split if layers else None
             )
-
             update_direction = None
             if update:
                 update_direction = functools.partial(

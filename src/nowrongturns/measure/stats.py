@@ -85,7 +85,7 @@ def gradient_stats(
     directions = [d for d in (to_final64, weights64, to_other64, tangent64) if d is not None]
     dots = grads64 @ torch.stack(directions).T  # [n, 2 to 4]
     squares = torch.linalg.vecdot(grads64, grads64)
-    decays64 = torch.tensor(decays, dtype=torch.float64).to(grads64.device)
+    decays64 = torch.tensor(decays, dtype=torch.float64, device=grads64.device)
     if any(decays):
         with_decay = grads64 + decays64[:, None] * weights64
         no_decay = decays64 == 0

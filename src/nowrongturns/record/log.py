@@ -41,6 +41,7 @@ class StepLog:
         self.background = ThreadPoolExecutor(1)
         self.pending = None
         self.held: list[tuple[dict, int, dict]] = []  # (steps block, step, state) not yet written
+        self.held_bytes = 0  # of the held states' arrays
         self.next_write = 0.0  # time.monotonic() from which the held checkpoints are written
 
     def reserve(self, step: int) -> None:
@@ -70,14 +71,14 @@ class StepLog:
             self.writer.append_steps(self._block(self.flushed, diverged + 1))
             return diverged
         self.held.append((self._block(self.flushed, step), step, state))
+        self.held_bytes += sum(array.nbytes for array in _arrays(state))
         self.flushed = step
-        held_bytes = sum(array.nbytes for _, _, held in self.held for array in _arrays(held))
-        if time.monotonic() >= self.next_write or held_bytes >= HELD_BYTES:
+        if time.monotonic() >= self.next_write or self.held_bytes >= HELD_BYTES:
             self._submit()
         return None
 
     def _take_held(self) -> list:
-        held, self.held = self.held, []
+        held, self.held, self.held_bytes = self.held, [], 0
         self.next_write = time.monotonic() + WRITE_EVERY_SECONDS
         return held
 
