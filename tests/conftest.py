@@ -145,7 +145,7 @@ def finished_workflow(tmp_path_factory) -> Workflow:
 def slurm_cluster():
     """A real single-node Slurm with accounting (tests/helpers/slurm.py), installed if missing,
     started for the session and stopped after it."""
-    debian.ensure_debian_packages(slurm.PACKAGES)
+    debian.ensure_debian_packages(debian.SLURM_PACKAGES)
     if os.geteuid() != 0:
         debian.skip_outside_ci("a Slurm cluster of its own needs root, to run slurmd's jobs")
     if slurm.foreign_config():

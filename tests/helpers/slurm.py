@@ -29,15 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# program -> Debian package, for ensure_debian_packages
-PACKAGES = {
-    "munged": "munge",
-    "mariadbd": "mariadb-server",
-    "slurmdbd": "slurmdbd",
-    "slurmctld": "slurmctld",
-    "slurmd": "slurmd",
-    "sbatch": "slurm-client",
-}
 STATE = Path(tempfile.gettempdir()) / "nowrongturns-slurm"
 CONFIG_DIR = Path("/etc/slurm")
 CONFIGS = ("slurm.conf", "gres.conf", "slurmdbd.conf")

@@ -6,7 +6,7 @@ import functools
 import shutil
 
 import pytest
-from helpers.debian import ensure_debian_packages
+from helpers.debian import BROWSER_PACKAGES, ensure_debian_packages
 from helpers.runs import TINY_BASE
 
 RUN_FIGURES = [
@@ -43,7 +43,7 @@ def report(finished_workflow):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    ensure_debian_packages({"chromium": "chromium", "chromedriver": "chromium-driver"})
+    ensure_debian_packages(BROWSER_PACKAGES)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
