@@ -79,49 +79,32 @@ def test_fixed_minibatches_are_the_same_at_every_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_measure_jobs_of_seven_checkpoints_gather_into_the_one_job_table(tmp_path):
-    """The default base run (53 measured checkpoints): ceil(53 / 7) = 8 measure jobs, whose
-    gathered table is the one-job table exactly."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+def test_measure_jobs_of_three_checkpoints_gather_into_the_one_job_table(tmp_path):
+    """The tiny run (7 measured checkpoints): ceil(7 / 3) = 3 measure jobs, whose gathered table
+    is the one-job table exactly, the full batch every 2nd checkpoint counted across jobs (0, 2,
+    4, 6, where a count per job would take 3 and 5)."""
+    config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config.update(ablations={}, runs={}, schedule={"retrain": False})
-    config["measure"] = {
-        **config["measure"],
-        "job_checkpoints": 7,
-        "fixed_batches": 2,
-        "full_batch_every": 5,
-    }
+    config["measure"] = {"samples": 2, "job_checkpoints": 3, "fixed_batches": 2}
+    config["measure"]["full_batch_every"] = 2
     flow = Workflow(tmp_path / "flow", config)
     target = "results/runs/base/geometry.parquet"
     flow.snakemake(target)
     jobs = sorted(p.stem for p in (flow.root / "results/logs/measure/base").glob("*.log"))
-    assert len(jobs) == 8 and "0-6" in jobs and "49-52" in jobs, jobs
+    assert jobs == ["0-2", "3-5", "6-6"], jobs
     one_job = tmp_path / "one.parquet"
     trajectory = flow.root / "results/runs/base/trajectory.h5"
-    subprocess.run(
-        [
-            Path(sys.executable).parent / "nwt",
-            "measure",
-            trajectory,
-            "--out",
-            one_job,
-            "--run-name",
-            "base",
-            "--samples",
-            "8",
-            "--fixed-batches",
-            "2",
-            "--full-batch-every",
-            "5",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
-        check=True,
-    )
+    options = {"samples": 2, "fixed-batches": 2, "full-batch-every": 2, "device": "cpu"}
+    command = [Path(sys.executable).parent / "nwt", "measure", trajectory, "--out", one_job]
+    command += ["--run-name", "base", "--threads", "1"]
+    for option, value in options.items():
+        command += [f"--{option}", str(value)]
+    subprocess.run(command, check=True)
     gathered, expected = pd.read_parquet(flow.root / target), pd.read_parquet(one_job)
     pd.testing.assert_frame_equal(gathered, expected, check_exact=True)
     assert gathered.attrs["fixed_batches"] == expected.attrs["fixed_batches"]
+    full_batch = gathered.loc[gathered["source"] == "full_batch", "step"].unique()
+    assert list(full_batch) == [0, 2, 20, 40]
 
 
 @pytest.mark.slow
