@@ -85,8 +85,8 @@ def test_measure_jobs_of_three_checkpoints_gather_into_the_one_job_table(tmp_pat
     4, 6, where a count per job would take 3 and 5)."""
     config = copy.deepcopy(TINY_WORKFLOW_CONFIG)
     config.update(ablations={}, runs={}, schedule={"retrain": False})
-    config["measure"] = {"samples": 2, "job_checkpoints": 3, "fixed_batches": 2}
-    config["measure"]["full_batch_every"] = 2
+    settings = {"samples": 2, "fixed_batches": 2, "full_batch_every": 2}
+    config["measure"] = {**settings, "job_checkpoints": 3}
     flow = Workflow(tmp_path / "flow", config)
     target = "results/runs/base/geometry.parquet"
     flow.snakemake(target)
@@ -94,11 +94,10 @@ def test_measure_jobs_of_three_checkpoints_gather_into_the_one_job_table(tmp_pat
     assert jobs == ["0-2", "3-5", "6-6"], jobs
     one_job = tmp_path / "one.parquet"
     trajectory = flow.root / "results/runs/base/trajectory.h5"
-    options = {"samples": 2, "fixed-batches": 2, "full-batch-every": 2, "device": "cpu"}
     command = [Path(sys.executable).parent / "nwt", "measure", trajectory, "--out", one_job]
-    command += ["--run-name", "base", "--threads", "1"]
-    for option, value in options.items():
-        command += [f"--{option}", str(value)]
+    command += ["--run-name", "base", "--device", "cpu", "--threads", "1"]
+    for key, value in settings.items():  # the workflow's settings, as options
+        command += [f"--{key.replace('_', '-')}", str(value)]
     subprocess.run(command, check=True)
     gathered, expected = pd.read_parquet(flow.root / target), pd.read_parquet(one_job)
     pd.testing.assert_frame_equal(gathered, expected, check_exact=True)
