@@ -71,7 +71,7 @@ class GradientProbe:
         """Loss and gradient on one minibatch; `shuffle` permutes its targets across its
         examples."""
         if shuffle is not None:
-            targets = targets[shuffle.to(targets.device)]
+            targets = targets[shuffle.to(targets.device, non_blocking=True)]  # no queue drain
         self._zero_grad()
         loss = minibatch_backward(
             self.model, self.task, inputs, targets, self.shards, self.precision

@@ -168,7 +168,10 @@ class Task:
     def stored_batch(self, indices: torch.Tensor, split: str = "train", draw: Draw | None = None):
         """The batch as stored (uint8 images), augmented: what a loader worker builds."""
         examples = self.train if split == "train" else self.validation
-        indices = indices.to(self._index_device(examples))
+        # Not blocking: a blocking copy waits for the GPU's queue to drain at every step, and the
+        # GPU then idles while the host launches the next forward (a pageable source is staged
+        # before the call returns, so the indices may change afterwards).
+        indices = indices.to(self._index_device(examples), non_blocking=True)
         if draw is None or self.augmentation is None or split != "train":
             return examples.get(indices)
         positions = np.arange(len(indices)) if draw.positions is None else draw.positions
