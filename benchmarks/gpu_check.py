@@ -10,7 +10,10 @@ It makes its own data (random images in the real CIFAR-10 and ImageFolder format
    128 on CIFAR-sized images;
 4. training throughput in fp32, tf32 and bf16, and the differences of RSI, EB and gamma that
    measuring the same checkpoints in tf32 and bf16 causes against strict fp32;
-5. loader images/s on 500 x 375 JPEGs with RandomResizedCrop, against what a ResNet-50 consumes.
+5. loader images/s on 500 x 375 JPEGs with RandomResizedCrop, against what a ResNet-50 consumes;
+6. the sharpness analysis' Hessian-vector products of a BatchNorm ResNet-20 at batch 128: GPU
+   memory and time against a training step's, with the graphs' saved tensors on the GPU and in
+   host memory (benchmarks/sharpness_memory.py).
 Never a test dependency: the tests run it at --tiny on the CPU.
 """
 
@@ -27,6 +30,7 @@ import torch
 from fake_cifar10 import write_cifar10
 from input_pipeline import write_imagenet
 from measure_speed import measure_stage, raw_forward_backward
+from sharpness_memory import measure_side
 
 from nowrongturns.config import expand_runs, validate_config
 from nowrongturns.measure.stage import measure
@@ -215,6 +219,19 @@ def loader_against_model(folder: Path, device: str, tiny: bool) -> None:
     apply_precision("fp32")
 
 
+def sharpness_products(device: str, tiny: bool) -> None:
+    batch, examples = (16, 32) if tiny else (128, 512)
+    step_mb, step_seconds = measure_side("resnet", "training step", batch, examples, device)
+    for side in ("chunked product", "offloaded product"):
+        megabytes, seconds = measure_side("resnet", side, batch, examples, device)
+        # Memory only on a GPU: in one process, the CPU's resident memory only grows.
+        memory = f"{megabytes / step_mb:.2f}x its memory, " if device == "cuda" else ""
+        print(
+            f"6. sharpness, {side} of ResNet-20 at batch {batch} against a training step: "
+            f"{memory}{seconds / step_seconds:.1f}x its time"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -230,6 +247,7 @@ def main() -> None:
         run, trajectory = measure_throughput(folder, args.device, args.tiny)
         precisions(folder, args.device, args.tiny, run, trajectory)
         loader_against_model(folder, args.device, args.tiny)
+    sharpness_products(args.device, args.tiny)
     print(f"done in {time.perf_counter() - started:.0f} s")
 
 

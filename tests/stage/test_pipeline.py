@@ -163,8 +163,9 @@ def test_gpu_check_runs_end_to_end_on_the_cpu_at_a_toy_size():
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for number in range(1, 6):
+    for number in range(1, 7):
         assert f"\n{number}. " in out, out
     assert "two trainings bit-identical: True" in out and "two measure runs identical: True" in out
     assert "largest relative error at a segment's end 0 " in out
     assert "measured in bf16 against fp32" in out and "ResNet-50 consumes" in out
+    assert "offloaded product of ResNet-20 at batch 16 against a training step:" in out

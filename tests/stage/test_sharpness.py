@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers.runs import REPO, SCHEMA, stored, tiny_run
 
+from nowrongturns.analyses.curvature import Offload, hessian_product
 from nowrongturns.analyses.evaluation import evaluation_indices
 from nowrongturns.analyses.sharpness import sharpness, sharpness_batches
 from nowrongturns.config import expand_runs, validate_config
@@ -124,6 +125,52 @@ def test_adam_preconditioned_and_batch_sharpness_are_their_dense_computations(tm
                 g, h = dense_hessian(model, task.loss, *task.batch(batch, draw=draw))
                 along.append(g @ h @ g / (g @ g))
             assert row["batch_sharpness"] == pytest.approx(np.mean(along), rel=1e-4), step
+
+
+def test_a_product_out_of_memory_is_taken_again_with_its_saved_tensors_in_host_memory(
+    monkeypatch, capsys
+):
+    """The first Hessian-vector product of a job that runs out of device memory is taken again,
+    and every later product of the job taken, with the tensors its graphs save handed to host
+    memory; H v is the same."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 5),
+        torch.nn.BatchNorm1d(5, track_running_stats=False),  # batch statistics, couples examples
+        torch.nn.Tanh(),
+        torch.nn.Linear(5, 2),
+    ).train()
+    inputs, targets = torch.randn(12, 3), torch.randint(2, (12,))
+    chunks = [(inputs[:6], targets[:6], 0.5), (inputs[6:], targets[6:], 0.5)]
+    chunk_losses = []
+
+    def loss_of(x, y):
+        chunk_losses.append(len(x))
+        if len(chunk_losses) == 2:  # the first product's second chunk
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return torch.nn.functional.cross_entropy(model(x).double(), y)
+
+    packed = []
+
+    class SavedOnHost(torch.autograd.graph.saved_tensors_hooks):  # save_on_cpu, counted
+        def __init__(self, pin_memory: bool):
+            super().__init__(lambda tensor: packed.append(tensor.shape) or tensor, lambda t: t)
+
+    monkeypatch.setattr(torch.autograd.graph, "save_on_cpu", SavedOnHost)
+    vector = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    hessian = sum(
+        weight * dense_hessian(model, torch.nn.functional.cross_entropy, x, y)[1]
+        for x, y, weight in chunks
+    )
+    offload = Offload()  # one for a job's products
+    for taken in (1, 2):
+        packs_before = len(packed)
+        curved = hessian_product(loss_of, list(model.parameters()), chunks, offload)(vector)
+        curved = curved.numpy()
+        np.testing.assert_allclose(curved, hessian @ vector.numpy(), rtol=1e-4, atol=1e-6)
+        assert len(chunk_losses) == 2 + 2 * taken  # the failed product taken again, whole
+        assert len(packed) > packs_before  # its graphs' tensors went through the hooks
+    assert capsys.readouterr().err.count("out of memory (CUDA out of memory.") == 1
 
 
 def test_transformer_sharpness_runs_through_attention(tmp_path):

@@ -15,7 +15,9 @@ normalizes across its batch (BatchNorm: each chunk normalized as training normal
 a quarter of one elsewhere: a double backward holds about three times what a training step holds
 for as many examples (a ResNet), five with attention by its plain formula, the one with a double
 backward (benchmarks/sharpness_memory.py); the Hessian of a mean loss of independent examples is
-the weighted sum of its parts', so that a product then holds about what a step holds.
+the weighted sum of its parts', so that a product then holds about what a step holds. Where a
+product runs out of GPU memory, it and every later one keep their graphs' saved tensors in host
+memory: about a step's memory on the GPU (curvature.py).
 The Lanczos vectors, their dot products and the tridiagonal matrix are float64 (fully
 reorthogonalized: `iterations` vectors of the parameter count held).
 
@@ -36,6 +38,7 @@ import pandas as pd
 import torch
 
 from nowrongturns.analyses.curvature import (
+    Offload,
     adam_preconditioner,
     batch_sharpness,
     hessian_product,
@@ -123,11 +126,12 @@ def sharpness(
         steps = traj.checkpoint_steps[: len(measured)].astype(np.int64)
         lrs = traj.steps("lr")[steps].astype(np.float64)
         progress = Progress(f"sharpness {run_name}", len(measured), "checkpoint")
+        offload = Offload()  # one for the job: a product out of device memory moves them all
         rows = []
         for done, index in enumerate(measured, 1):
             step = int(steps[index])
             path.set_weights(path.checkpoint(index))
-            product = hessian_product(loss_of, path.params, chunks)
+            product = hessian_product(loss_of, path.params, chunks, offload)
             lambda_max, used, residual = top_eigenvalue(product, start, iterations, tolerance)
             preconditioned_max = math.nan
             if run["optimizer"] in PRECONDITIONED:
@@ -144,7 +148,7 @@ def sharpness(
             )
             along_gradient = [
                 batch_sharpness(
-                    loss_of, path.params, _minibatch_chunks(path, idx, draw, traj.shards)
+                    loss_of, path.params, _minibatch_chunks(path, idx, draw, traj.shards), offload
                 )
                 for idx, draw in sampled
             ]
