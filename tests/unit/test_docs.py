@@ -23,7 +23,14 @@ from nowrongturns.measure.stats import COLUMNS
 DOCS = REPO / "docs"
 # Where the repository's own files may cite the docs (and must not cite what is not there).
 CITING = ["src", "workflow", "tests", "benchmarks", "configs", "examples", "docs"]
-CITING_FILES = ["README.md", "Snakefile", "config.yaml", "Makefile", "mkdocs.yml"]
+CITING_FILES = [
+    "README.md",
+    "Snakefile",
+    "config.yaml",
+    "Makefile",
+    "mkdocs.yml",
+    "results/README.md",
+]
 
 
 def _hook():
