@@ -147,8 +147,8 @@ def measure_side(
         work()  # warm: the second is timed (the peak is the same)
         started = time.perf_counter()
         work()
-        peak_mb(device, live)  # on a GPU: waits for the work
-        return peak_mb(device, live) - baseline, time.perf_counter() - started
+        growth = peak_mb(device, live) - baseline  # on a GPU, after waiting for the work
+        return growth, time.perf_counter() - started
 
 
 def main() -> None:

@@ -113,11 +113,11 @@ def hessian_product(
         return total
 
     def product(vector: torch.Tensor) -> torch.Tensor:
-        if offload.on is not None:
-            return taken(vector)
         try:
             return taken(vector)
         except torch.OutOfMemoryError as error:
+            if offload.on is not None:  # already in host memory, or told to stay put
+                raise
             message = str(error).splitlines()[0]
         # Out of the handler, whose traceback held the failed product's tensors.
         offload.give_up_device(vector.device, message)
